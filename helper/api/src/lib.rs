@@ -1,0 +1,106 @@
+//! Berth's D-Bus interface, shared by `berthd`, the `berth` command line and
+//! the desktop app.
+//!
+//! The helper owns the well-known name [`BUS_NAME`] on the system bus (or on
+//! the bus named by `DBUS_SYSTEM_BUS_ADDRESS`) and serves [`Helper1Proxy`]'s
+//! interface at [`OBJECT_PATH`]. Long work (`Pull`, `ExportImage`) returns a
+//! job object path at once; the job ([`Job1Proxy`]) emits `JobProgress` while it
+//! runs and `Finished` once, and keeps its final state as properties so a
+//! client that arrives late still learns how it ended.
+//!
+//! Errors cross the bus as `org.berth.Error.*` names with a message a person
+//! can act on; [`Error`] maps them back to typed values on the client side.
+
+mod client;
+mod error;
+mod types;
+
+pub use client::{connect, watch_job, JobEvent, JobOutcome};
+pub use error::{Error, Result};
+pub use types::*;
+
+/// Well-known bus name of the helper.
+pub const BUS_NAME: &str = "org.berth.Helper1";
+/// Object path of the helper's main object.
+pub const OBJECT_PATH: &str = "/org/berth/Helper1";
+/// Interface name of the main object.
+pub const INTERFACE: &str = "org.berth.Helper1";
+/// Interface name of job objects.
+pub const JOB_INTERFACE: &str = "org.berth.Job1";
+/// Job objects live below this path.
+pub const JOB_PATH_PREFIX: &str = "/org/berth/Helper1/jobs";
+
+/// `flags` bit: never ask the user anything (no polkit dialog).
+pub const FLAG_NO_INTERACTION: u64 = 1 << 0;
+/// All flag bits this version understands; others are rejected.
+pub const FLAGS_KNOWN: u64 = FLAG_NO_INTERACTION;
+
+#[zbus::proxy(
+    interface = "org.berth.Helper1",
+    default_service = "org.berth.Helper1",
+    default_path = "/org/berth/Helper1"
+)]
+pub trait Helper1 {
+    /// Start pulling `reference`; returns the job's object path at once.
+    fn pull(&self, reference: &str, flags: u64) -> Result<zbus::zvariant::OwnedObjectPath>;
+
+    /// Every image name in the store.
+    fn list_images(&self) -> Result<Vec<ImageSummary>>;
+
+    /// JSON document describing one image (digest, config, layers, size).
+    fn inspect_image(&self, reference: &str) -> Result<String>;
+
+    /// Remove an image name; its content stays until `PruneImages`.
+    fn remove_image(&self, reference: &str, flags: u64) -> Result<()>;
+
+    /// Remove blobs and layer directories no image references.
+    fn prune_images(&self, flags: u64) -> Result<PruneReport>;
+
+    /// Write the merged filesystem of an image into the directory `dir`
+    /// (an open directory handle passed over the bus). Returns a job.
+    fn export_image(
+        &self,
+        reference: &str,
+        dir: zbus::zvariant::Fd<'_>,
+        flags: u64,
+    ) -> Result<zbus::zvariant::OwnedObjectPath>;
+
+    /// Store credentials for a registry host (readable by root only).
+    fn login(&self, host: &str, username: &str, password: &str, flags: u64) -> Result<()>;
+
+    /// Forget the credentials for a registry host.
+    fn logout(&self, host: &str, flags: u64) -> Result<()>;
+
+    /// Facts about this helper: version, roots, storage used, cgroup version.
+    fn info(&self) -> Result<Info>;
+
+    /// The helper's version string.
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+}
+
+#[zbus::proxy(interface = "org.berth.Job1", default_service = "org.berth.Helper1")]
+pub trait Job1 {
+    /// Stop the job; whatever it wrote half-way is removed.
+    fn cancel(&self) -> Result<()>;
+
+    /// What the job does: `pull`, `export`.
+    #[zbus(property)]
+    fn kind(&self) -> zbus::Result<String>;
+
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+
+    /// The last progress report.
+    fn get_progress(&self) -> Result<JobProgress>;
+
+    /// Once finished: the outcome (also sent as the `Finished` signal).
+    fn get_outcome(&self) -> Result<Outcome>;
+
+    #[zbus(signal)]
+    fn progress(&self, progress: JobProgress) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    fn finished(&self, outcome: Outcome) -> zbus::Result<()>;
+}

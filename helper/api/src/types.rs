@@ -1,0 +1,84 @@
+//! Values that cross the bus.
+
+use serde::{Deserialize, Serialize};
+use zbus::zvariant::Type;
+
+/// One image name in the store (`berth images` prints one row per name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ImageSummary {
+    /// Full reference, e.g. `docker.io/library/busybox:latest`.
+    pub name: String,
+    /// Digest of the manifest the name points at (index or image manifest).
+    pub digest: String,
+    /// Image id: the digest of the image config.
+    pub id: String,
+    /// Seconds since the epoch the image was created (from its config), 0 if unknown.
+    pub created: i64,
+    /// Sum of the unpacked layer sizes, bytes.
+    pub size: u64,
+    /// Seconds since the epoch the name was pulled.
+    pub pulled: i64,
+}
+
+/// What `PruneImages` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct PruneReport {
+    pub blobs_removed: u32,
+    pub layers_removed: u32,
+    pub bytes_freed: u64,
+}
+
+/// Facts about a running helper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Info {
+    pub version: String,
+    pub root: String,
+    pub run_root: String,
+    /// Bytes used under `root`.
+    pub storage_bytes: u64,
+    pub images: u32,
+    pub layers: u32,
+    pub blobs: u32,
+    /// `v1`, `v2` or `hybrid`.
+    pub cgroup_version: String,
+    /// The bus the helper listens on.
+    pub bus: String,
+}
+
+/// JobProgress of one layer (or other blob) in a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct LayerProgress {
+    /// Blob digest (`sha256:…`).
+    pub digest: String,
+    /// `waiting`, `downloading`, `exists`, `downloaded`, `unpacking`, `done`.
+    pub status: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// A job's progress report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct JobProgress {
+    /// `resolving`, `downloading`, `unpacking`, `committing`, `exporting`, `done`.
+    pub phase: String,
+    pub layers: Vec<LayerProgress>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Outcome {
+    pub ok: bool,
+    /// `org.berth.Error.*` when not ok, else empty.
+    pub error_name: String,
+    pub error_message: String,
+    /// JSON describing the result when ok (for a pull: name and digest).
+    pub result: String,
+}
+
+/// Result of a successful pull, as JSON in [`Outcome::result`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullResult {
+    pub name: String,
+    pub digest: String,
+    pub id: String,
+}

@@ -1,0 +1,5 @@
+//! The content-addressed blob store.
+
+mod digest;
+
+pub use digest::{Digest, DigestError};

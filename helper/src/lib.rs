@@ -1,0 +1,10 @@
+//! berthd: Berth's privileged helper.
+//!
+//! One module per concern, in the order data flows (see the README's map):
+//! `reference` parses names, `registry` speaks the distribution protocol,
+//! `content` stores blobs by digest, `layers` unpacks them safely, `images`
+//! keeps image records in `state`, and `dbus` serves all of it on the bus.
+//! Arrows point that way only: nothing below `dbus` knows about D-Bus.
+
+pub mod content;
+pub mod layers;
