@@ -1,1 +1,111 @@
-fn main() {}
+//! berth: the command line for Berth. Every command talks to berthd over
+//! D-Bus (the system bus, or `DBUS_SYSTEM_BUS_ADDRESS`); none touches the
+//! store itself.
+
+mod commands;
+mod format;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use commands::*;
+
+/// Install, run and remove containerized apps.
+#[derive(Parser)]
+#[command(name = "berth", version, about, propagate_version = true)]
+struct Cli {
+    /// Never ask for authentication interactively (polkit); fail instead.
+    #[arg(long, global = true)]
+    no_interaction: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download an image from a registry.
+    Pull(pull::Args),
+    /// List images.
+    Images(images::Args),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(image::Command),
+    /// Remove images.
+    Rmi(rmi::Args),
+    /// Store credentials for a registry.
+    Login(login::LoginArgs),
+    /// Forget the credentials for a registry.
+    Logout(login::LogoutArgs),
+    /// Show the versions of berth and berthd.
+    Version,
+    /// Show facts about berthd: storage, bus, cgroup version.
+    Info,
+}
+
+/// What every command gets: the bus connection and the flags to send.
+pub struct Ctx {
+    pub conn: zbus::Connection,
+    pub flags: u64,
+}
+
+impl Ctx {
+    pub async fn helper(&self) -> anyhow::Result<berth_api::Helper1Proxy<'static>> {
+        Ok(berth_api::Helper1Proxy::new(&self.conn).await?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {}", describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let conn = berth_api::connect().await?;
+    let ctx = Ctx {
+        conn,
+        flags: if cli.no_interaction {
+            berth_api::FLAG_NO_INTERACTION
+        } else {
+            0
+        },
+    };
+    match cli.command {
+        Command::Pull(a) => pull::exec(&ctx, a).await,
+        Command::Images(a) => images::exec(&ctx, a).await,
+        Command::Image(c) => image::exec(&ctx, c).await,
+        Command::Rmi(a) => rmi::exec(&ctx, a).await,
+        Command::Login(a) => login::exec_login(&ctx, a).await,
+        Command::Logout(a) => login::exec_logout(&ctx, a).await,
+        Command::Version => info::exec_version(&ctx).await,
+        Command::Info => info::exec_info(&ctx).await,
+    }
+}
+
+/// One line a person can act on.
+fn describe(e: &anyhow::Error) -> String {
+    if let Some(api) = e.downcast_ref::<berth_api::Error>() {
+        return api.message();
+    }
+    if let Some(z) = e.downcast_ref::<zbus::Error>() {
+        return berth_api::Error::from(z.clone()).message();
+    }
+    format!("{e:#}")
+}

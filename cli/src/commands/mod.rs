@@ -1,0 +1,9 @@
+//! One file per command: arguments, then `exec`, which calls berthd once
+//! (or follows a job) and prints the result.
+
+pub mod image;
+pub mod images;
+pub mod info;
+pub mod login;
+pub mod pull;
+pub mod rmi;
