@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs Berth on this machine: installs what it needs, builds it, starts
+# berthd (on the system bus, or on a bus of its own where none runs), and
+# says how to use `berth`. If Docker Hub cannot be reached, it starts a local
+# registry with demo images built from Debian packages. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+berth_need_root
+berth_apt_install "${BERTH_RUN_PACKAGES[@]}"
+berth_need_cargo
+
+echo "==> building Berth (release)"
+cargo build --release -q -p berthd -p berth -p berth-tests --bins
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin="$target/release"
+
+root=${BERTH_ROOT:-/var/lib/berth}
+run=${BERTH_RUN_ROOT:-/run/berth}
+mkdir -p "$root" "$run"
+
+# The bus: the system bus if one runs, else a private one with the same policy.
+if [ -S /run/dbus/system_bus_socket ]; then
+    install -m 0644 helper/data/org.berth.Helper1.conf /etc/dbus-1/system.d/
+    dbus-send --system --type=method_call --dest=org.freedesktop.DBus / org.freedesktop.DBus.ReloadConfig || true
+    bus_address=unix:path=/run/dbus/system_bus_socket
+else
+    bus_address=unix:path=$run/bus/socket
+    if ! [ -S "$run/bus/socket" ] || ! kill -0 "$(cat "$run/bus/pid" 2>/dev/null)" 2>/dev/null; then
+        mkdir -p "$run/bus"
+        rm -f "$run/bus/socket"
+        sed -e "s#@SOCKET@#$run/bus/socket#" -e "s#@POLICY@#$PWD/helper/data/org.berth.Helper1.conf#" \
+            scripts/bus.conf.in > "$run/bus/bus.conf"
+        dbus-daemon --config-file="$run/bus/bus.conf" --fork --print-pid > "$run/bus/pid"
+        chmod 0755 "$run/bus"
+    fi
+fi
+export DBUS_SYSTEM_BUS_ADDRESS=$bus_address
+
+# berthd, unless one is already serving this root.
+if [ -f "$run/berthd.pid" ] && kill -0 "$(cat "$run/berthd.pid")" 2>/dev/null; then
+    echo "==> berthd is already running (pid $(cat "$run/berthd.pid"))"
+else
+    echo "==> starting berthd (log: $run/berthd.log)"
+    nohup "$bin/berthd" --root "$root" --run-root "$run" > "$run/berthd.log" 2>&1 &
+    for _ in $(seq 100); do
+        "$bin/berth" version 2>/dev/null | grep -q '^berthd' && ! "$bin/berth" version | grep -q 'not reachable' && break
+        sleep 0.1
+    done
+fi
+"$bin/berth" version
+
+# Can Docker Hub be reached? If not, serve demo images from a local registry.
+if curl -s -o /dev/null -m 5 https://registry-1.docker.io/v2/; then
+    demo="busybox"
+else
+    echo "==> Docker Hub is not reachable: starting a local registry with demo images"
+    port=$("$bin/berth-seed" --start-registry "$root-demo-registry")
+    "$bin/berth-seed" --registry "127.0.0.1:$port" >/dev/null
+    demo="127.0.0.1:$port/demo/busybox"
+fi
+
+cat <<MSG
+
+Berth is running. No display here, so use the command line:
+
+    export DBUS_SYSTEM_BUS_ADDRESS=$bus_address
+    export PATH=$bin:\$PATH
+    berth pull $demo
+    berth images
+    berth image export $demo /tmp/rootfs
+    berth info
+
+Stop it with: kill \$(cat $run/berthd.pid)
+MSG
