@@ -30,6 +30,11 @@ impl Cancel {
         self.inner.notify.notify_waiters();
     }
 
+    /// Whether `other` is a clone of this one.
+    pub fn same(&self, other: &Cancel) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub fn is_cancelled(&self) -> bool {
         self.inner.flag.load(Ordering::SeqCst)
     }

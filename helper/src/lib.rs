@@ -6,5 +6,13 @@
 //! keeps image records in `state`, and `dbus` serves all of it on the bus.
 //! Arrows point that way only: nothing below `dbus` knows about D-Bus.
 
+pub mod cancel;
+pub mod config;
 pub mod content;
+pub mod credentials;
+pub mod dbus;
+pub mod images;
 pub mod layers;
+pub mod reference;
+pub mod registry;
+pub mod state;

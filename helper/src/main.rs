@@ -1,1 +1,116 @@
-fn main() {}
+//! berthd: parse arguments, open the store, serve it on the bus.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use berthd::config::{Config, DEFAULT_PATH};
+use berthd::credentials::FileCredentials;
+use berthd::images::ImageStore;
+
+/// Berth's privileged helper: pulls, stores and runs container images,
+/// served on the system bus as org.berth.Helper1.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Where everything persistent lives.
+    #[arg(long, default_value = "/var/lib/berth", value_name = "DIR")]
+    root: PathBuf,
+    /// Where runtime state lives (cleared at boot).
+    #[arg(long, default_value = "/run/berth", value_name = "DIR")]
+    run_root: PathBuf,
+    /// Configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if !rustix::process::geteuid().is_root() {
+        bail!("berthd must run as root (it mounts, unpacks images with their owners, and owns a system bus name)");
+    }
+    // Few threads: the work is network and disk bound, and each thread's
+    // malloc arena costs resident memory.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let (config_path, explicit) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    let config = Config::load(&config_path, explicit)?;
+    for dir in [&args.root, &args.run_root] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .with_context(|| format!("setting permissions of {}", dir.display()))?;
+    }
+    // One berthd per root: a second one would corrupt the first one's work.
+    let lock = std::fs::File::create(args.run_root.join("berthd.lock"))?;
+    let root_lock = std::fs::File::create(args.root.join(".lock"))?;
+    for (f, dir) in [(&lock, &args.run_root), (&root_lock, &args.root)] {
+        if rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            bail!("another berthd is using {}; stop it first", dir.display());
+        }
+    }
+
+    let credentials = Arc::new(FileCredentials::open(&args.root)?);
+    let images = ImageStore::open(&args.root, config, credentials.clone())?;
+
+    let bus = std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| "the system bus".into());
+    let conn = zbus::Connection::system()
+        .await
+        .with_context(|| format!("connecting to {bus}"))?;
+    let service = berthd::dbus::serve(
+        conn,
+        images,
+        credentials,
+        args.run_root.clone(),
+        bus.clone(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        "berthd {} serving org.berth.Helper1 on {bus}, root {}",
+        env!("CARGO_PKG_VERSION"),
+        args.root.display()
+    );
+    std::fs::write(
+        args.run_root.join("berthd.pid"),
+        std::process::id().to_string(),
+    )?;
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!(
+        "stopping: cancelling {} running jobs",
+        service.jobs.running()
+    );
+    service.jobs.cancel_all();
+    // Give cancelled jobs a moment to remove what they wrote half-way.
+    for _ in 0..50 {
+        if service.jobs.running() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = std::fs::remove_file(args.run_root.join("berthd.pid"));
+    Ok(())
+}

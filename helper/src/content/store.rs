@@ -1,6 +1,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -85,20 +85,35 @@ impl ContentStore {
     /// Blocks while another writer holds the same ingest.
     pub fn ingest(&self, expected: &Digest) -> Result<Ingest> {
         let path = self.ingest.join(format!("{}.partial", expected.hex()));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(format!("opening {}", path.display())))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-            Error::Io {
-                what: format!("locking {}", path.display()),
-                source: e.into(),
+        let mut file = loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_err(format!("opening {}", path.display())))?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+                Error::Io {
+                    what: format!("locking {}", path.display()),
+                    source: e.into(),
+                }
+            })?;
+            // While we waited for the lock, the holder may have committed
+            // (renamed the file into blobs/) or aborted (unlinked it). Then
+            // the file we hold is no longer the ingest: writing it would
+            // change a committed blob. Open the path again.
+            let held = file
+                .metadata()
+                .map_err(io_err(format!("reading {}", path.display())))?;
+            match fs::metadata(&path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => break file,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
             }
-        })?;
+        };
         // Re-hash what an earlier, interrupted attempt left, so the download
         // can continue where it stopped.
         let mut hasher = Sha256::new();

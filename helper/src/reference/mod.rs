@@ -104,7 +104,9 @@ impl FromStr for Reference {
             why: why.to_string(),
         };
         if input.is_empty() {
-            return Err(err("it is empty; give an image name such as `busybox` or `ghcr.io/owner/app:tag`"));
+            return Err(err(
+                "it is empty; give an image name such as `busybox` or `ghcr.io/owner/app:tag`",
+            ));
         }
         if input.len() > 255 + 128 + 72 {
             return Err(err("it is too long"));
@@ -214,7 +216,9 @@ fn valid_host(h: &str) -> bool {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -260,7 +264,10 @@ mod tests {
     fn docker_defaults() {
         assert_eq!(r("busybox").to_string(), "docker.io/library/busybox:latest");
         assert_eq!(r("me/app").to_string(), "docker.io/me/app:latest");
-        assert_eq!(r("busybox:1.36").to_string(), "docker.io/library/busybox:1.36");
+        assert_eq!(
+            r("busybox:1.36").to_string(),
+            "docker.io/library/busybox:1.36"
+        );
         assert_eq!(r("busybox").api_host(), "registry-1.docker.io");
         assert_eq!(r("busybox").familiar(), "busybox:latest");
     }

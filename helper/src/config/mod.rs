@@ -1,0 +1,136 @@
+//! berthd's configuration file (`/etc/berth/config.toml`, or `--config`).
+//!
+//! ```toml
+//! [registries]
+//! insecure = ["registry.lan:5000"]   # plain HTTP allowed (loopback always is)
+//!
+//! [limits]
+//! max_layer_bytes = 17179869184      # decompressed bytes per layer
+//! max_layer_entries = 2000000        # files per layer
+//! max_parallel_downloads = 3
+//! ```
+//!
+//! Every key is optional. Unknown keys are an error naming the key, so a typo
+//! does not silently fall back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the config lives unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/berth/config.toml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub registries: Registries,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registries {
+    /// Hosts (`name[:port]`) reached over plain HTTP.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_layer_bytes: u64,
+    pub max_layer_entries: u64,
+    pub max_parallel_downloads: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let l = crate::layers::Limits::default();
+        Limits {
+            max_layer_bytes: l.max_bytes,
+            max_layer_entries: l.max_entries,
+            max_parallel_downloads: 3,
+        }
+    }
+}
+
+impl Limits {
+    pub fn layer_limits(&self) -> crate::layers::Limits {
+        crate::layers::Limits {
+            max_bytes: self.max_layer_bytes,
+            max_entries: self.max_layer_entries,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Load `path`. A missing file is fine when it is the default path (no
+    /// config yet); a missing file the user named is an error.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Config, Error> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Config::default())
+            }
+            Err(source) => {
+                return Err(Error::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        Config::parse(&text).map_err(|message| Error::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if c.limits.max_parallel_downloads == 0 {
+            return Err("limits.max_parallel_downloads must be at least 1".into());
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_default() {
+        let c = Config::parse("").unwrap();
+        assert!(c.registries.insecure.is_empty());
+        assert_eq!(c.limits.max_parallel_downloads, 3);
+    }
+
+    #[test]
+    fn reads_keys() {
+        let c = Config::parse(
+            "[registries]\ninsecure = [\"r.lan:5000\"]\n[limits]\nmax_layer_bytes = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.registries.insecure, vec!["r.lan:5000"]);
+        assert_eq!(c.limits.max_layer_bytes, 10);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[limits]\nmax_layer_byte = 10\n").unwrap_err();
+        assert!(e.contains("max_layer_byte"), "{e}");
+    }
+}

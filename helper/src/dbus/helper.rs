@@ -1,0 +1,266 @@
+//! The `org.berth.Helper1` object. Each method converts its arguments, checks
+//! the caller, calls one library function and converts the result.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use berth_api::{Error, ImageSummary, Info, JobProgress, LayerProgress, PruneReport, PullResult};
+use zbus::message::Header;
+use zbus::zvariant::{self, OwnedObjectPath};
+
+use super::auth::{self, Action};
+use super::errors::to_api;
+use super::job::Jobs;
+use crate::credentials::FileCredentials;
+use crate::images::{ImageStore, PullProgress};
+
+pub struct Helper {
+    pub(super) images: ImageStore,
+    pub(super) credentials: Arc<FileCredentials>,
+    pub(super) jobs: Jobs,
+    pub(super) run_root: std::path::PathBuf,
+    pub(super) bus: String,
+}
+
+#[zbus::interface(name = "org.berth.Helper1")]
+impl Helper {
+    async fn pull(
+        &self,
+        reference: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        let who = auth::authorize(conn, &header, Action::ImagePull, flags).await?;
+        // Refuse a malformed name now rather than in the job.
+        reference
+            .parse::<crate::reference::Reference>()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let images = self.images.clone();
+        self.jobs
+            .start(
+                conn,
+                "pull",
+                who.uid,
+                pull_progress,
+                move |tx, cancel| async move {
+                    let r = images
+                        .pull(&reference, &tx, &cancel)
+                        .await
+                        .map_err(to_api)?;
+                    Ok(serde_json::to_string(&PullResult {
+                        name: r.name,
+                        digest: r.digest.to_string(),
+                        id: r.id.to_string(),
+                    })
+                    .expect("serialises"))
+                },
+            )
+            .await
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageSummary>, Error> {
+        let list = self.images.list().map_err(to_api)?;
+        Ok(list
+            .into_iter()
+            .map(|i| ImageSummary {
+                name: i.name,
+                digest: i.digest.to_string(),
+                id: i.id.to_string(),
+                created: i.created,
+                size: i.size,
+                pulled: i.pulled,
+            })
+            .collect())
+    }
+
+    async fn inspect_image(&self, reference: String) -> Result<String, Error> {
+        let v = self.images.inspect(&reference).map_err(to_api)?;
+        Ok(serde_json::to_string_pretty(&v).expect("serialises"))
+    }
+
+    async fn remove_image(
+        &self,
+        reference: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        auth::authorize(conn, &header, Action::ImageRemove, flags).await?;
+        let (name, report) = self.images.remove(&reference).await.map_err(to_api)?;
+        tracing::info!(
+            "removed {name}: {} blobs, {} layers, {} bytes",
+            report.blobs_removed,
+            report.layers_removed,
+            report.bytes_freed
+        );
+        Ok(())
+    }
+
+    async fn prune_images(
+        &self,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<PruneReport, Error> {
+        auth::authorize(conn, &header, Action::ImageRemove, flags).await?;
+        let r = self.images.prune().await.map_err(to_api)?;
+        Ok(PruneReport {
+            blobs_removed: r.blobs_removed,
+            layers_removed: r.layers_removed,
+            bytes_freed: r.bytes_freed,
+        })
+    }
+
+    async fn export_image(
+        &self,
+        reference: String,
+        dir: zvariant::OwnedFd,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        let who = auth::authorize(conn, &header, Action::ImageExport, flags).await?;
+        let dir: OwnedFd = dir.into();
+        let st = rustix::fs::fstat(dir.as_fd()).map_err(|e| {
+            Error::InvalidArgument(format!("cannot stat the export directory: {e}"))
+        })?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+            return Err(Error::InvalidArgument(
+                "the export target is not a directory".into(),
+            ));
+        }
+        // A non-root caller gets files it owns, without set-id bits or
+        // devices, and only into a directory it owns.
+        let owner = if who.is_root() {
+            None
+        } else {
+            if st.st_uid != who.uid {
+                return Err(Error::AccessDenied(format!(
+                    "the export directory belongs to uid {}, not to you ({}); export into a \
+                     directory you own",
+                    st.st_uid,
+                    auth::user_name(who.uid)
+                )));
+            }
+            Some((who.uid, st.st_gid))
+        };
+        self.images.find(&reference).map_err(to_api)?;
+        let images = self.images.clone();
+        self.jobs
+            .start(
+                conn,
+                "export",
+                who.uid,
+                export_progress,
+                move |tx, cancel| async move {
+                    tx.send_replace(());
+                    let n = images
+                        .export(&reference, dir, owner, &cancel)
+                        .await
+                        .map_err(to_api)?;
+                    Ok(serde_json::json!({ "entries": n }).to_string())
+                },
+            )
+            .await
+    }
+
+    async fn login(
+        &self,
+        host: String,
+        username: String,
+        password: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        auth::authorize(conn, &header, Action::RegistryLogin, flags).await?;
+        check_host(&host)?;
+        if username.is_empty() || username.contains(':') {
+            return Err(Error::InvalidArgument(
+                "the user name must not be empty or contain `:`".into(),
+            ));
+        }
+        self.credentials
+            .login(&host, &username, &password)
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    async fn logout(
+        &self,
+        host: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        auth::authorize(conn, &header, Action::RegistryLogin, flags).await?;
+        check_host(&host)?;
+        match self.credentials.logout(&host) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::NotFound(format!("not logged in to {host}"))),
+            Err(e) => Err(Error::Internal(e.to_string())),
+        }
+    }
+
+    async fn info(&self) -> Result<Info, Error> {
+        let images = self.images.clone();
+        let (storage_bytes, blobs, layers) = tokio::task::spawn_blocking(move || {
+            (
+                super::disk_usage(images.root()),
+                images.content().list().map(|l| l.len()).unwrap_or(0),
+                images.layers().list().map(|l| l.len()).unwrap_or(0),
+            )
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Info {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            root: self.images.root().display().to_string(),
+            run_root: self.run_root.display().to_string(),
+            storage_bytes,
+            images: self.images.list().map_err(to_api)?.len() as u32,
+            layers: layers as u32,
+            blobs: blobs as u32,
+            cgroup_version: super::cgroup_version().to_string(),
+            bus: self.bus.clone(),
+        })
+    }
+
+    #[zbus(property)]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+}
+
+fn check_host(host: &str) -> Result<(), Error> {
+    let probe = format!("{host}/x");
+    match probe.parse::<crate::reference::Reference>() {
+        Ok(r) if r.registry == host => Ok(()),
+        _ => Err(Error::InvalidArgument(format!(
+            "`{host}` is not a registry host name (such as `ghcr.io` or `registry.lan:5000`)"
+        ))),
+    }
+}
+
+fn pull_progress(p: &PullProgress) -> JobProgress {
+    JobProgress {
+        phase: p.phase.to_string(),
+        layers: p
+            .layers
+            .iter()
+            .map(|l| LayerProgress {
+                digest: l.digest.to_string(),
+                status: l.status.to_string(),
+                done: l.done,
+                total: l.total,
+            })
+            .collect(),
+    }
+}
+
+fn export_progress(_: &()) -> JobProgress {
+    JobProgress {
+        phase: "exporting".into(),
+        layers: Vec::new(),
+    }
+}
