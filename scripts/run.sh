@@ -55,9 +55,9 @@ if curl -s -o /dev/null -m 5 https://registry-1.docker.io/v2/; then
     demo="busybox"
 else
     echo "==> Docker Hub is not reachable: starting a local registry with demo images"
-    port=$("$bin/berth-seed" --start-registry "$root-demo-registry")
-    "$bin/berth-seed" --registry "127.0.0.1:$port" >/dev/null
-    demo="127.0.0.1:$port/demo/busybox"
+    registry=$("$bin/berth-seed" --start-registry "$root-demo-registry")
+    "$bin/berth-seed" --registry "$registry" >/dev/null
+    demo="$registry/demo/busybox"
 fi
 
 cat <<MSG

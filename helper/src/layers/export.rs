@@ -200,6 +200,13 @@ impl<'a> Exporter<'a> {
             Err(e) => return Err(self.err(rel, e)),
         }
         let dst_dir = safe::open_dir(dst, name).map_err(|e| self.err(rel, e))?;
+        if self.owner.is_some() {
+            // Theirs at once, not only in finish_dirs: if the export stops
+            // half way, the caller can still delete what it left.
+            if let Some((u, g)) = self.ids(st) {
+                rustix::fs::fchown(&dst_dir, Some(u), Some(g)).map_err(|e| self.err(rel, e))?;
+            }
+        }
         self.copy_xattrs_fd(&src_dir, &dst_dir, rel)?;
         let meta = DirMeta {
             mode: st.st_mode & 0o7777,

@@ -75,7 +75,8 @@ impl LayerStore {
         read_meta(&self.layer_dir(chain_id).join(META), chain_id)
     }
 
-    /// The `diff` directories of `top` and the layers below it, top first.
+    /// The `diff` directories of `top` and the layers below it, top first:
+    /// the order of overlayfs's `lowerdir=`.
     pub fn chain(&self, top: &Digest) -> Result<Vec<PathBuf>> {
         let mut dirs = Vec::new();
         let mut next = Some(top.clone());
@@ -101,7 +102,7 @@ impl LayerStore {
         chain_id: &Digest,
         parent: Option<&Digest>,
         expected_diff_id: &Digest,
-        src: impl Read,
+        src: impl Read + Send,
         limits: &Limits,
         cancel: &AtomicBool,
     ) -> Result<LayerMeta> {
@@ -154,7 +155,7 @@ impl LayerStore {
         chain_id: &Digest,
         parent: Option<&Digest>,
         expected_diff_id: &Digest,
-        src: impl Read,
+        src: impl Read + Send,
         lowers: &[PathBuf],
         limits: &Limits,
         cancel: &AtomicBool,
@@ -249,7 +250,8 @@ impl LayerStore {
     /// everything is given to that uid/gid, set-id bits and all but `user.*`
     /// xattrs are dropped and device nodes skipped: this is how a non-root
     /// caller gets an export without berthd planting privileged files for
-    /// them. Returns the number of entries written.
+    /// them. Returns the number of entries written. On an error or when
+    /// cancelled, `dest` holds part of the tree; the caller removes it.
     pub fn export(
         &self,
         top: &Digest,
@@ -324,9 +326,12 @@ impl LayerStore {
 
 fn make_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(Error::io(format!("creating {}", dir.display()), e)),
     }
 }

@@ -1,14 +1,13 @@
 //! `unpack`: one layer blob into one directory, in overlayfs form.
 //!
-//! The stream is read once, front to back: decompressor, then [`Tally`]
-//! (diff id, byte limit, cancellation), then `tar`. Each entry is checked
+//! The stream is read once, front to back: decompressor and hash (on their
+//! own thread, see [`stream::pipeline`]), then `tar`. Each entry is checked
 //! (see [`super::path`], [`super::whiteout`], [`super::lowers`]) and written
 //! through [`super::safe`] so nothing can land outside `dest`. Directory
 //! modes and mtimes are set last, children first: writing into a directory
 //! changes its mtime, and a `0555` directory must stay writable while its
 //! content arrives.
 
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -23,7 +22,7 @@ use tar::EntryType;
 
 use super::lowers::{Found, Visible};
 use super::path::{self, Refusal};
-use super::stream::{self, Stopped, Tally};
+use super::stream;
 use super::whiteout::{self, Name};
 use super::{safe, Error, LimitKind, Limits, Result};
 use crate::content::Digest;
@@ -31,7 +30,7 @@ use crate::content::Digest;
 /// Copy buffer for file content.
 const COPY_BUFFER: usize = 256 * 1024;
 /// How often (in entries) the cancel flag is polled, on top of the polling
-/// by bytes in [`Tally`]. A power of two.
+/// by bytes in [`stream`]. A power of two.
 const CANCEL_EVERY_ENTRIES: u64 = 256;
 const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 
@@ -55,7 +54,7 @@ pub struct UnpackReport {
 /// they are only read, to refuse writes through their symlinks. On error
 /// `dest` holds part of the layer and must be thrown away.
 pub fn unpack(
-    src: impl Read,
+    src: impl Read + Send,
     dest: &Path,
     lowers: &[PathBuf],
     limits: &Limits,
@@ -64,16 +63,10 @@ pub fn unpack(
     let root = safe::open_trusted_dir(dest)
         .map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
     let lowers = Visible::roots(lowers)?;
-    let stopped = Cell::new(None);
-    let tally = Tally::new(stream::decompress(src)?, limits, cancel, &stopped);
-    let mut archive = tar::Archive::new(tally);
-
     let mut unpacker = Unpacker::new(root, lowers, dest);
-    unpacker.entries(&mut archive, limits, cancel, &stopped)?;
-    let (diff_id, tar_bytes) = archive
-        .into_inner()
-        .finish()
-        .map_err(|e| stream::stream_error(e, stopped.get(), limits))?;
+    let ((), diff_id, tar_bytes) = stream::pipeline(src, limits, cancel, |chunks| {
+        unpacker.entries(&mut tar::Archive::new(chunks), limits, cancel)
+    })?;
     unpacker.finish_dirs()?;
     if unpacker.xattrs_skipped > 0 {
         tracing::warn!(
@@ -183,11 +176,9 @@ impl<'d> Unpacker<'d> {
         archive: &mut tar::Archive<R>,
         limits: &Limits,
         cancel: &AtomicBool,
-        stopped: &Cell<Option<Stopped>>,
     ) -> Result<()> {
-        let stream_err = |e| stream::stream_error(e, stopped.get(), limits);
-        for entry in archive.entries().map_err(stream_err)? {
-            let mut entry = entry.map_err(stream_err)?;
+        for entry in archive.entries().map_err(stream::data_error)? {
+            let mut entry = entry.map_err(stream::data_error)?;
             self.count += 1;
             if self.count > limits.max_entries {
                 return Err(Error::LimitExceeded {
@@ -200,25 +191,24 @@ impl<'d> Unpacker<'d> {
             }
             // The path buffer is taken out so `self` can be borrowed freely.
             let mut path = std::mem::take(&mut self.path);
-            let r = self.entry(&mut entry, &mut path, &stream_err);
+            let r = self.entry(&mut entry, &mut path);
             self.path = path;
             r?;
         }
         Ok(())
     }
 
-    fn entry<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        p: &mut Vec<u8>,
-        stream_err: &dyn Fn(io::Error) -> Error,
-    ) -> Result<()> {
-        let kind = entry.header().entry_type();
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, p: &mut Vec<u8>) -> Result<()> {
+        let mut kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
             // Global defaults (charset, comments): nothing we use.
             return Ok(());
         }
-        let pax_mtime = self.read_pax(entry, stream_err)?;
+        if kind == EntryType::Regular && entry.path_bytes().ends_with(b"/") {
+            // Pre-POSIX tars mark directories with a trailing slash only.
+            kind = EntryType::Directory;
+        }
+        let pax_mtime = self.read_pax(entry)?;
         path::normalize(&entry.path_bytes(), p).map_err(|r| refusal(&entry.path_bytes(), r))?;
         let meta = header_meta(entry.header(), pax_mtime, p)?;
 
@@ -242,7 +232,7 @@ impl<'d> Unpacker<'d> {
         match kind {
             EntryType::Directory => self.directory(&dir, name, p, meta),
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.file(entry, &dir, name, p, meta, stream_err)
+                self.file(entry, &dir, name, p, meta)
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default();
@@ -292,14 +282,10 @@ impl<'d> Unpacker<'d> {
 
     /// Collect the xattrs of the entry into `self.xattrs` and return its
     /// PAX mtime, if any.
-    fn read_pax<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        stream_err: &dyn Fn(io::Error) -> Error,
-    ) -> Result<Option<Timespec>> {
+    fn read_pax<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<Option<Timespec>> {
         self.xattrs.clear();
         let mut mtime = None;
-        let Some(exts) = entry.pax_extensions().map_err(stream_err)? else {
+        let Some(exts) = entry.pax_extensions().map_err(stream::data_error)? else {
             return Ok(None);
         };
         for ext in exts {
@@ -402,7 +388,6 @@ impl<'d> Unpacker<'d> {
         name: &[u8],
         p: &[u8],
         meta: Meta,
-        stream_err: &dyn Fn(io::Error) -> Error,
     ) -> Result<()> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -417,7 +402,7 @@ impl<'d> Unpacker<'d> {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(stream_err(e)),
+                Err(e) => return Err(stream::data_error(e)),
             };
             file.write_all(&self.buf[..n])
                 .map_err(|e| self.io_err(p, e))?;

@@ -5,7 +5,6 @@
 //! Tests that need root (device nodes other than whiteouts, `trusted.*`
 //! xattrs, chown) return early with a note when not run as root.
 
-mod bench_tmp;
 mod export;
 mod store;
 mod unpack;

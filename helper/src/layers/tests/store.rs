@@ -204,3 +204,39 @@ fn open_clears_crash_leftovers() {
     LayerStore::open(&root).unwrap();
     assert!(names(&root.join("tmp")).is_empty());
 }
+
+#[test]
+fn lower_layers_of_the_chain_are_checked() {
+    let (tmp, store) = store();
+    let base = Tar::new().symlink("etc", "/").bytes();
+    let base_diff = Digest::of(&base);
+    let base_id = Digest::chain(None, &base_diff);
+    store
+        .unpack(
+            &base_id,
+            None,
+            &base_diff,
+            &base[..],
+            &Limits::default(),
+            &NO_CANCEL,
+        )
+        .unwrap();
+    let top = Tar::new().file("etc/berth-pwned", b"x").bytes();
+    let top_diff = Digest::of(&top);
+    let top_id = Digest::chain(Some(&base_id), &top_diff);
+    let err = store
+        .unpack(
+            &top_id,
+            Some(&base_id),
+            &top_diff,
+            &top[..],
+            &Limits::default(),
+            &NO_CANCEL,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsafe { .. }), "{err:?}");
+    assert!(err.to_string().contains("lower layer"), "{err}");
+    assert!(!std::path::Path::new("/etc/berth-pwned").exists());
+    assert!(!store.exists(&top_id));
+    assert!(names(&tmp.path().join("layers/tmp")).is_empty());
+}

@@ -75,6 +75,7 @@ fn keeps_types_modes_times_and_xattrs() {
         ])
         .file("./data", b"12345")
         .file("./implicit/parent/file", b"x")
+        .raw(EntryType::Regular, "v7dir/", "", b"", 0o700, 0, 0)
         .bytes();
     let sb = Sandbox::new();
     let report = run(&sb, &blob, &[]).unwrap();
@@ -92,6 +93,7 @@ fn keeps_types_modes_times_and_xattrs() {
             ("implicit/parent", "dir 755"),
             ("implicit/parent/file", "file 644 \"x\""),
             ("tmp", "dir 1777"),
+            ("v7dir", "dir 700"),
         ])
     );
     let md = std::fs::symlink_metadata(d.join("bin")).unwrap();
@@ -394,7 +396,8 @@ fn refuses_bad_whiteouts() {
 #[test]
 fn refuses_empty_names_and_non_directory_roots() {
     refused(&Tar::new().file("", b"x").bytes(), "");
-    refused(&Tar::new().file("./", b"x").bytes(), ".");
+    refused(&Tar::new().file(".", b"x").bytes(), ".");
+    refused(&Tar::new().symlink("./", "/").bytes(), ".");
 }
 
 #[test]
