@@ -47,8 +47,17 @@ where
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await?;
-    let mut progress = job.receive_progress().await?;
-    let mut finished = job.receive_finished().await?;
+    // Signals come from berthd's unique name; if berthd goes away the job
+    // can never finish, so watch its name too.
+    let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+    let gone = dbus
+        .receive_name_owner_changed_with_args(&[(0, crate::BUS_NAME)])
+        .await?
+        .map(|_| Event::OwnerChanged);
+    let progress = job.receive_progress().await?.map(Event::Progress);
+    let finished = job.receive_finished().await?.map(Event::Finished);
+    let mut events =
+        futures_util::stream::select(futures_util::stream::select(progress, finished), gone);
 
     // The job may have finished before we subscribed.
     if job.state().await? != "running" {
@@ -57,25 +66,35 @@ where
     if let Ok(p) = job.get_progress().await {
         on_progress(&p);
     }
-    use futures_util::future::{select, Either};
-    loop {
-        match select(progress.next(), finished.next()).await {
-            Either::Left((Some(sig), _)) => {
+    while let Some(event) = events.next().await {
+        match event {
+            Event::Progress(sig) => {
                 if let Ok(args) = sig.args() {
                     on_progress(&args.progress);
                 }
             }
-            Either::Right((Some(sig), _)) => match sig.args() {
-                Ok(args) => return args.outcome.into(),
-                Err(_) => return job.get_outcome().await?.into(),
-            },
-            _ => {
+            Event::Finished(sig) => {
+                return match sig.args() {
+                    Ok(args) => args.outcome.into(),
+                    Err(_) => job.get_outcome().await?.into(),
+                }
+            }
+            Event::OwnerChanged => {
                 return Err(Error::Internal(
-                    "lost the connection to berthd while following a job; \
-                     the job may still be running"
+                    "berthd stopped while the job was running; start it again and \
+                     repeat the command (a pull continues where it stopped)"
                         .into(),
                 ))
             }
         }
     }
+    Err(Error::Internal(
+        "lost the connection to the bus while following a job; the job may still be running".into(),
+    ))
+}
+
+enum Event {
+    Progress(crate::Progress),
+    Finished(crate::Finished),
+    OwnerChanged,
 }

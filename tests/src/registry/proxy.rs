@@ -7,8 +7,8 @@
 //! registry makes point back at the proxy.
 //!
 //! Faults, each used once per arming:
-//! - [`FaultProxy::cut_next_blob_after`]: the next blob GET that gets a 200 or
-//!   206 has its connection closed after N body bytes — a client must resume
+//! - [`FaultProxy::cut_next_blob_after`]: the next blob GET longer than N bytes
+//!   that gets a 200 or 206 has its connection closed after N body bytes — a client must resume
 //!   with a `Range` request (or start over) and still verify the digest;
 //! - [`FaultProxy::fail_next`]: the next requests whose path contains a given
 //!   text are answered with a given status without reaching the registry.
@@ -242,8 +242,22 @@ fn handle(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> Result
     update(&|r| r.status = status);
 
     let is_blob_get = head.method == "GET" && head.path().contains("/blobs/sha256:");
+    // Only a response longer than the cut point takes the arming, so a small
+    // blob fetched first (an image config) does not use it up.
+    let content_length: Option<u64> = std::str::from_utf8(&buf[..head_end]).ok().and_then(|h| {
+        h.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+    });
     let cut_at = if is_blob_get && matches!(status, Some(200) | Some(206)) {
-        state.lock().unwrap().cut_after.take()
+        let mut st = state.lock().unwrap();
+        match st.cut_after {
+            Some(limit) if content_length.is_none_or(|n| n > limit) => st.cut_after.take(),
+            _ => None,
+        }
     } else {
         None
     };
