@@ -75,7 +75,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[
 mb=$(median "${berth_times[@]}"); mp=$(median "${peer_times[@]}")
 cat <<EOF2
 
-pull + unpack of $(sed -n 's/^bench image: //p' "$work/seed.txt"), $runs runs, median:
+pull + unpack of $image ($(grep -m1 "layers," "$work/seed.txt" | sed "s/^ *//")), $runs runs, median:
   berth pull              $(printf %.2f "$mb") s
   skopeo copy + umoci     $(printf %.2f "$mp") s
   ratio                   $(echo "scale=2; $mb / $mp" | bc) x   (target <= 0.5)

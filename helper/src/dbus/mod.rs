@@ -94,6 +94,8 @@ pub(crate) fn disk_usage(root: &Path) -> u64 {
 /// controllers sit beside a v2 mount, `v1` otherwise.
 pub(crate) fn cgroup_version() -> &'static str {
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    // f_type is i64 on x86_64 but another width elsewhere: keep the cast.
+    #[allow(clippy::unnecessary_cast)]
     let is_cgroup2 = |p: &str| {
         rustix::fs::statfs(p)
             .map(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC)
