@@ -598,3 +598,54 @@ fn pseudo_random(n: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+#[test]
+fn a_blob_in_the_store_is_never_downloaded_again_whatever_its_repository() {
+    let registry = berth_testkit::Registry::start().unwrap();
+    let image = ImageBuilder::new()
+        .layer(Layer::new().file("/shared.bin", pseudo_random(1 << 20)))
+        .build()
+        .unwrap();
+    image.push(&registry.client(), "first/app", "v1").unwrap();
+    image.push(&registry.client(), "second/app", "v1").unwrap();
+    let proxy = berth_testkit::FaultProxy::start(&registry.host()).unwrap();
+    let env = start(BerthdConfig::new());
+    env.ok(&["pull", &format!("{}/first/app:v1", proxy.host())]);
+    let blob_gets = |reqs: &[berth_testkit::registry::ProxiedRequest]| {
+        reqs.iter()
+            .filter(|q| q.method == "GET" && q.path.contains("/blobs/"))
+            .count()
+    };
+    let before = proxy.requests();
+    assert!(
+        blob_gets(&before) >= 2,
+        "config and layer fetched: {before:?}"
+    );
+    env.ok(&["pull", &format!("{}/second/app:v1", proxy.host())]);
+    let after = proxy.requests();
+    assert_eq!(
+        blob_gets(&after[before.len()..]),
+        0,
+        "the second repository's pull downloaded blobs again: {:?}",
+        &after[before.len()..]
+    );
+    assert_eq!(env.ok(&["images", "-q"]).lines().count(), 2);
+}
+
+#[test]
+fn an_unsupported_layer_type_is_refused_by_name() {
+    let registry = berth_testkit::Registry::start().unwrap();
+    let image = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .file("/x", "x")
+                .media_type("application/vnd.example.not-a-layer"),
+        )
+        .build()
+        .unwrap();
+    image.push(&registry.client(), "weird", "latest").unwrap();
+    let env = start(BerthdConfig::new());
+    let err = env.fails(&["pull", &format!("{}/weird:latest", registry.host())]);
+    assert!(err.contains("application/vnd.example.not-a-layer"), "{err}");
+    assert_eq!(env.blob_count(), 0, "content of a refused image was kept");
+}
