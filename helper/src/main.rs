@@ -68,6 +68,9 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
+    let auth = berthd::dbus::Authorizer {
+        group: config.access.group.clone(),
+    };
     let credentials = Arc::new(FileCredentials::open(&args.root)?);
     let images = ImageStore::open(&args.root, config, credentials.clone())?;
 
@@ -81,6 +84,7 @@ async fn run(args: Args) -> Result<()> {
         credentials,
         args.run_root.clone(),
         bus.clone(),
+        auth,
     )
     .await
     .map_err(anyhow::Error::msg)?;

@@ -649,3 +649,143 @@ fn an_unsupported_layer_type_is_refused_by_name() {
     assert!(err.contains("application/vnd.example.not-a-layer"), "{err}");
     assert_eq!(env.blob_count(), 0, "content of a refused image was kept");
 }
+
+/// A throwaway system user in a throwaway group, removed on drop.
+struct TestUser {
+    name: String,
+    group: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl TestUser {
+    fn create() -> TestUser {
+        let n = std::process::id();
+        let group = format!("berth-t{n}");
+        let name = format!("berthu{n}");
+        let run = |args: &[&str]| {
+            let st = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .status()
+                .unwrap();
+            assert!(st.success(), "{args:?} failed");
+        };
+        run(&["groupadd", "--system", &group]);
+        let user = TestUser {
+            name: name.clone(),
+            group: group.clone(),
+            uid: 0,
+            gid: 0,
+        };
+        run(&[
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--groups",
+            &group,
+            &name,
+        ]);
+        let id = |flag: &str| -> u32 {
+            let out = std::process::Command::new("id")
+                .args([flag, &name])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        let mut user = user;
+        user.uid = id("-u");
+        user.gid = id("-g");
+        user
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.name)
+            .status();
+        let _ = std::process::Command::new("groupdel")
+            .arg(&self.group)
+            .status();
+    }
+}
+
+#[test]
+fn members_of_the_access_group_may_pull_and_export_only_what_is_safe_for_them() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let user = TestUser::create();
+    let registry = berth_testkit::Registry::start().unwrap();
+    let image = ImageBuilder::new()
+        .layer(
+            Layer::new()
+                .file_with("/usr/bin/suid-tool", "#!/bin/sh\n", 0o4755, 0, 0)
+                .file_with("/etc/shadow", "root:*:1::::::\n", 0o640, 0, 42)
+                .raw(berth_testkit::image::RawEntry::char_device(
+                    "dev/evil", 1, 1,
+                )),
+        )
+        .build()
+        .unwrap();
+    image.push(&registry.client(), "setid", "latest").unwrap();
+    let r = format!("{}/setid:latest", registry.host());
+    let env = start(BerthdConfig::new().extra(&format!("[access]\ngroup = {:?}", user.group)));
+    let me = Some((user.uid, user.gid));
+
+    let out = env.cli.run_as_user(me, &["pull", &r]).unwrap();
+    assert!(out.success(), "member could not pull: {}", out.stderr);
+
+    // Into a directory the member owns: files are theirs, no set-id, no devices.
+    let dir = tempdir();
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::os::unix::fs::chown(&mine, Some(user.uid), Some(user.gid)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = env
+        .cli
+        .run_as_user(me, &["image", "export", &r, mine.to_str().unwrap()])
+        .unwrap();
+    assert!(out.success(), "member could not export: {}", out.stderr);
+    let tool = std::fs::metadata(mine.join("usr/bin/suid-tool")).unwrap();
+    assert_eq!((tool.uid(), tool.gid()), (user.uid, user.gid));
+    assert_eq!(
+        tool.mode() & 0o7000,
+        0,
+        "set-id bit kept for a non-root export"
+    );
+    assert_eq!(
+        std::fs::metadata(mine.join("etc/shadow")).unwrap().uid(),
+        user.uid
+    );
+    let dev = std::fs::symlink_metadata(mine.join("dev/evil"));
+    assert!(
+        dev.map(|m| !m.file_type().is_char_device()).unwrap_or(true),
+        "a device node was exported for a non-root user"
+    );
+
+    // Into a directory someone else owns: refused.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let out = env
+        .cli
+        .run_as_user(me, &["image", "export", &r, theirs.to_str().unwrap()])
+        .unwrap();
+    assert!(!out.success());
+    assert!(out.stderr.contains("directory you own"), "{}", out.stderr);
+    assert_eq!(count(&theirs), 0);
+
+    // Root's export keeps the image's owners and modes.
+    let exact = dir.path().join("exact");
+    env.ok(&["image", "export", &r, exact.to_str().unwrap()]);
+    let tool = std::fs::metadata(exact.join("usr/bin/suid-tool")).unwrap();
+    assert_eq!((tool.uid(), tool.mode() & 0o7777), (0, 0o4755));
+    assert_eq!(
+        std::fs::metadata(exact.join("etc/shadow")).unwrap().gid(),
+        42
+    );
+}

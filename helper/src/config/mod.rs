@@ -8,6 +8,9 @@
 //! max_layer_bytes = 17179869184      # decompressed bytes per layer
 //! max_layer_entries = 2000000        # files per layer
 //! max_parallel_downloads = 3
+//!
+//! [access]
+//! group = "berth"                    # may manage Berth where polkit does not run
 //! ```
 //!
 //! Every key is optional. Unknown keys are an error naming the key, so a typo
@@ -27,6 +30,24 @@ pub struct Config {
     pub registries: Registries,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// Who may manage Berth where polkit does not run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    /// Members of this group may do everything root may (like Docker's group).
+    pub group: String,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            group: "berth".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -14,8 +14,9 @@ use berth_api::{Error, FLAGS_KNOWN, FLAG_NO_INTERACTION};
 use zbus::message::Header;
 use zbus::zvariant::Value;
 
-/// The group whose members may manage Berth where polkit is not running.
-pub const GROUP: &str = "berth";
+/// The group whose members may manage Berth where polkit is not running,
+/// unless the config names another (`[access] group`).
+pub const DEFAULT_GROUP: &str = "berth";
 
 /// Polkit actions, one per kind of change (see org.berth.policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +75,32 @@ pub async fn caller(conn: &zbus::Connection, header: &Header<'_>) -> Result<Call
     Ok(Caller { uid })
 }
 
-/// Check that the caller may perform `action`; returns the caller.
-pub async fn authorize(
+/// Decides who may change things.
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    /// Members may do everything where polkit does not run.
+    pub group: String,
+}
+
+impl Authorizer {
+    /// Check that the caller may perform `action`; returns the caller.
+    pub async fn authorize(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+        action: Action,
+        flags: u64,
+    ) -> Result<Caller, Error> {
+        authorize(conn, header, action, flags, &self.group).await
+    }
+}
+
+async fn authorize(
     conn: &zbus::Connection,
     header: &Header<'_>,
     action: Action,
     flags: u64,
+    group: &str,
 ) -> Result<Caller, Error> {
     check_flags(flags)?;
     let who = caller(conn, header).await?;
@@ -99,21 +120,21 @@ pub async fn authorize(
             Ok(false) => {
                 return Err(Error::AccessDenied(format!(
                     "user {} is not allowed to {} ({}): polkit refused; ask an administrator \
-                     to grant that action, or to add you to group `{GROUP}`",
+                     to grant that action, or to add you to group `{group}`",
                     user_name(who.uid),
                     describe(action),
                     action.id()
                 )))
             }
-            Err(e) => tracing::warn!("polkit check failed, falling back to group {GROUP}: {e}"),
+            Err(e) => tracing::warn!("polkit check failed, falling back to group {group}: {e}"),
         }
     }
-    if in_group(who.uid, GROUP) {
+    if in_group(who.uid, group) {
         return Ok(who);
     }
     Err(Error::AccessDenied(format!(
-        "user {} may not {}: only root and members of group `{GROUP}` may (run as root, or \
-         `sudo usermod -aG {GROUP} {}` and log in again)",
+        "user {} may not {}: only root and members of group `{group}` may (run as root, or \
+         `sudo usermod -aG {group} {}` and log in again)",
         user_name(who.uid),
         describe(action),
         user_name(who.uid)

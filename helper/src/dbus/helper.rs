@@ -18,6 +18,7 @@ pub struct Helper {
     pub(super) images: ImageStore,
     pub(super) credentials: Arc<FileCredentials>,
     pub(super) jobs: Jobs,
+    pub(super) auth: auth::Authorizer,
     pub(super) run_root: std::path::PathBuf,
     pub(super) bus: String,
 }
@@ -31,7 +32,10 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
-        let who = auth::authorize(conn, &header, Action::ImagePull, flags).await?;
+        let who = self
+            .auth
+            .authorize(conn, &header, Action::ImagePull, flags)
+            .await?;
         // Refuse a malformed name now rather than in the job.
         reference
             .parse::<crate::reference::Reference>()
@@ -86,7 +90,9 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        auth::authorize(conn, &header, Action::ImageRemove, flags).await?;
+        self.auth
+            .authorize(conn, &header, Action::ImageRemove, flags)
+            .await?;
         let (name, report) = self.images.remove(&reference).await.map_err(to_api)?;
         tracing::info!(
             "removed {name}: {} blobs, {} layers, {} bytes",
@@ -103,7 +109,9 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<PruneReport, Error> {
-        auth::authorize(conn, &header, Action::ImageRemove, flags).await?;
+        self.auth
+            .authorize(conn, &header, Action::ImageRemove, flags)
+            .await?;
         let r = self.images.prune().await.map_err(to_api)?;
         Ok(PruneReport {
             blobs_removed: r.blobs_removed,
@@ -120,7 +128,10 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
-        let who = auth::authorize(conn, &header, Action::ImageExport, flags).await?;
+        let who = self
+            .auth
+            .authorize(conn, &header, Action::ImageExport, flags)
+            .await?;
         let dir: OwnedFd = dir.into();
         let st = rustix::fs::fstat(dir.as_fd()).map_err(|e| {
             Error::InvalidArgument(format!("cannot stat the export directory: {e}"))
@@ -174,7 +185,9 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        auth::authorize(conn, &header, Action::RegistryLogin, flags).await?;
+        self.auth
+            .authorize(conn, &header, Action::RegistryLogin, flags)
+            .await?;
         check_host(&host)?;
         if username.is_empty() || username.contains(':') {
             return Err(Error::InvalidArgument(
@@ -193,7 +206,9 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        auth::authorize(conn, &header, Action::RegistryLogin, flags).await?;
+        self.auth
+            .authorize(conn, &header, Action::RegistryLogin, flags)
+            .await?;
         check_host(&host)?;
         match self.credentials.logout(&host) {
             Ok(true) => Ok(()),

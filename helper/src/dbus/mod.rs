@@ -17,7 +17,7 @@ use std::sync::Arc;
 use berth_api::{BUS_NAME, OBJECT_PATH};
 use zbus::fdo::RequestNameFlags;
 
-pub use auth::{in_group, Action, GROUP};
+pub use auth::{in_group, Action, Authorizer, DEFAULT_GROUP};
 pub use job::Jobs;
 
 use crate::credentials::FileCredentials;
@@ -36,12 +36,14 @@ pub async fn serve(
     credentials: Arc<FileCredentials>,
     run_root: PathBuf,
     bus: String,
+    auth: Authorizer,
 ) -> Result<Service, String> {
     let jobs = Jobs::default();
     let helper = helper::Helper {
         images,
         credentials,
         jobs: jobs.clone(),
+        auth,
         run_root,
         bus: bus.clone(),
     };
