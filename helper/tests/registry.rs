@@ -40,19 +40,6 @@ fn client(creds: Option<(&str, &str)>) -> RegistryClient {
     RegistryClient::new(ClientOptions::default(), store).unwrap()
 }
 
-/// Bytes that do not compress, so a layer is as big on the wire as asked.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn image(format: ManifestFormat, arch: &str, size: usize) -> Image {
     ImageBuilder::new()
         .format(format)
@@ -66,7 +53,7 @@ fn image(format: ManifestFormat, arch: &str, size: usize) -> Image {
                 } else {
                     Compression::None
                 })
-                .file("/data/noise", noise(size, size as u64)),
+                .file("/data/noise", berth_testkit::noise(size, size as u64)),
         )
         .cmd(&["/bin/sh"])
         .build()

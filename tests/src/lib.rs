@@ -76,3 +76,17 @@ pub fn sha256_digest(data: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
+
+/// `len` bytes that do not compress (xorshift from `seed`), so a layer made
+/// of them is as big on the wire as asked.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -390,7 +390,7 @@ fn nobody_may_list_but_not_change() {
 fn a_dropped_connection_resumes_with_a_range_request() {
     let registry = berth_testkit::Registry::start().unwrap();
     let image = ImageBuilder::new()
-        .layer(Layer::new().file("/big.bin", pseudo_random(4 << 20)))
+        .layer(Layer::new().file("/big.bin", berth_testkit::noise(4 << 20, 2)))
         .build()
         .unwrap();
     image.push(&registry.client(), "big", "latest").unwrap();
@@ -475,8 +475,10 @@ fn kill_9_during_a_pull_leaves_a_consistent_store_and_the_next_pull_completes() 
     let registry = berth_testkit::Registry::start().unwrap();
     let mut builder = ImageBuilder::new();
     for i in 0..4 {
-        builder =
-            builder.layer(Layer::new().file(&format!("/layer{i}.bin"), pseudo_random(6 << 20)));
+        builder = builder.layer(Layer::new().file(
+            &format!("/layer{i}.bin"),
+            berth_testkit::noise(6 << 20, i + 3),
+        ));
     }
     let image = builder.build().unwrap();
     image.push(&registry.client(), "heavy", "latest").unwrap();
@@ -532,8 +534,8 @@ fn kill_9_during_a_pull_leaves_a_consistent_store_and_the_next_pull_completes() 
 fn cancel_leaves_nothing_half_written() {
     let registry = berth_testkit::Registry::start().unwrap();
     let image = ImageBuilder::new()
-        .layer(Layer::new().file("/a.bin", pseudo_random(8 << 20)))
-        .layer(Layer::new().file("/b.bin", pseudo_random(8 << 20)))
+        .layer(Layer::new().file("/a.bin", berth_testkit::noise(8 << 20, 7)))
+        .layer(Layer::new().file("/b.bin", berth_testkit::noise(8 << 20, 8)))
         .build()
         .unwrap();
     image
@@ -586,24 +588,11 @@ fn two_berthd_side_by_side() {
     assert!(info.contains("Cgroup version"), "{info}");
 }
 
-/// Incompressible bytes, so sizes on the wire are what they say.
-fn pseudo_random(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e3779b97f4a7c15 ^ n as u64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn a_blob_in_the_store_is_never_downloaded_again_whatever_its_repository() {
     let registry = berth_testkit::Registry::start().unwrap();
     let image = ImageBuilder::new()
-        .layer(Layer::new().file("/shared.bin", pseudo_random(1 << 20)))
+        .layer(Layer::new().file("/shared.bin", berth_testkit::noise(1 << 20, 1)))
         .build()
         .unwrap();
     image.push(&registry.client(), "first/app", "v1").unwrap();
