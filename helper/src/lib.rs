@@ -8,6 +8,7 @@
 
 pub mod cancel;
 pub mod config;
+pub mod containers;
 pub mod content;
 pub mod credentials;
 pub mod dbus;

@@ -7,7 +7,7 @@
 //! missing file; at worst there are files no row points at, which the next
 //! pull reuses and `berth image prune` removes.
 //!
-//! Schema (version 1):
+//! Schema (version 2; version 1 lacked `containers`):
 //!
 //! ```text
 //! manifests                         one platform image manifest
@@ -26,7 +26,22 @@
 //!   target        TEXT              digest the name resolved to (index or manifest)
 //!   manifest      TEXT → manifests  the platform manifest chosen
 //!   pulled        INTEGER           seconds since epoch
+//! containers                        one container (`berth run`, `berth ps -a`)
+//!   id            TEXT PK           64 hex characters
+//!   name          TEXT UNIQUE
+//!   image         TEXT              the name it was run from
+//!   manifest      TEXT → manifests  keeps the image's content alive
+//!   options       TEXT              RunOptions as JSON (to run it again)
+//!   created       INTEGER
+//!   state         TEXT              created | running | exited
+//!   started       INTEGER           0 if never
+//!   finished      INTEGER           0 if not yet
+//!   exit_code     INTEGER
+//!   oom_killed    INTEGER           0 or 1
+//!   error         TEXT              why it could not start, if it could not
 //! ```
+//!
+//! A manifest row goes when no name and no container refer to it.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -35,7 +50,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::content::Digest;
 
-const SCHEMA_VERSION: i64 = 1;
+mod containers;
+pub use containers::{ContainerRecord, StateChange};
+
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE manifests (
@@ -65,6 +83,28 @@ CREATE TABLE names (
 );
 CREATE INDEX names_manifest ON names(manifest);
 ";
+
+const SCHEMA_V2: &str = "
+CREATE TABLE containers (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    image      TEXT NOT NULL,
+    manifest   TEXT NOT NULL REFERENCES manifests(digest),
+    options    TEXT NOT NULL,
+    created    INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    started    INTEGER NOT NULL DEFAULT 0,
+    finished   INTEGER NOT NULL DEFAULT 0,
+    exit_code  INTEGER NOT NULL DEFAULT 0,
+    oom_killed INTEGER NOT NULL DEFAULT 0,
+    error      TEXT NOT NULL DEFAULT ''
+);
+";
+
+/// Deletes manifests nothing refers to any more.
+const DROP_UNUSED_MANIFESTS: &str = "DELETE FROM manifests
+    WHERE digest NOT IN (SELECT manifest FROM names)
+      AND digest NOT IN (SELECT manifest FROM containers)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -140,6 +180,12 @@ impl Db {
             ))
             .map_err(open_err)?;
         }
+        if version < 2 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
+            ))
+            .map_err(open_err)?;
+        }
         Ok(Db {
             conn: Mutex::new(conn),
         })
@@ -199,10 +245,7 @@ impl Db {
             params![name, target.to_string(), m.digest.to_string(), now],
         )?;
         // A manifest that lost its last name to this re-pull goes with it.
-        tx.execute(
-            "DELETE FROM manifests WHERE digest NOT IN (SELECT manifest FROM names)",
-            [],
-        )?;
+        tx.execute(DROP_UNUSED_MANIFESTS, [])?;
         tx.commit()?;
         Ok(())
     }
@@ -294,10 +337,7 @@ impl Db {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute("DELETE FROM names WHERE name = ?1", [name])?;
-        tx.execute(
-            "DELETE FROM manifests WHERE digest NOT IN (SELECT manifest FROM names)",
-            [],
-        )?;
+        tx.execute(DROP_UNUSED_MANIFESTS, [])?;
         tx.commit()?;
         Ok(n > 0)
     }

@@ -1,0 +1,310 @@
+//! From an image config and `berth run` options to an OCI runtime spec, with
+//! Docker's semantics for entrypoint, cmd, env, workdir and user, and
+//! Docker's defaults for isolation.
+
+use std::collections::BTreeMap;
+
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    UserBuilder,
+};
+
+use super::options::{Network, RunOptions};
+use crate::registry::ImageConfig;
+
+/// Docker's default PATH, used when the image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// CPU period for `--cpus` (100 ms, as Docker).
+const CPU_PERIOD: u64 = 100_000;
+
+/// The command a container runs: `--entrypoint` replaces the image's
+/// entrypoint and drops its Cmd; given args replace the Cmd.
+pub fn command(config: &ImageConfig, opts: &RunOptions) -> Result<Vec<String>, String> {
+    let c = config.config.clone().unwrap_or_default();
+    let (entrypoint, default_cmd) = match &opts.entrypoint {
+        Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
+        Some(e) => (vec![e.clone()], Vec::new()),
+        None => (
+            c.entrypoint.clone().unwrap_or_default(),
+            c.cmd.clone().unwrap_or_default(),
+        ),
+    };
+    let cmd = if opts.cmd.is_empty() {
+        default_cmd
+    } else {
+        opts.cmd.clone()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err("the image has no command and none was given: add one after the image name".into());
+    }
+    Ok(args)
+}
+
+/// The environment: the image's, then `-e` (later wins), PATH and HOSTNAME
+/// filled in, TERM for a terminal.
+pub fn environment(config: &ImageConfig, opts: &RunOptions, hostname: &str, home: Option<&str>) -> Vec<String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut set = |kv: &str, env: &mut BTreeMap<String, String>| {
+        if let Some((k, v)) = kv.split_once('=') {
+            if env.insert(k.to_string(), v.to_string()).is_none() {
+                order.push(k.to_string());
+            }
+        }
+    };
+    set(&format!("PATH={DEFAULT_PATH}"), &mut env);
+    set(&format!("HOSTNAME={hostname}"), &mut env);
+    if opts.tty {
+        set("TERM=xterm", &mut env);
+    }
+    for e in config.config.iter().flat_map(|c| c.env.iter().flatten()) {
+        set(e, &mut env);
+    }
+    for e in &opts.env {
+        set(e, &mut env);
+    }
+    if !env.contains_key("HOME") {
+        set(&format!("HOME={}", home.unwrap_or("/")), &mut env);
+    }
+    order.into_iter().map(|k| format!("{k}={}", env[&k])).collect()
+}
+
+/// Everything the spec needs besides the image config and options.
+pub struct SpecInputs<'a> {
+    pub id: &'a str,
+    pub hostname: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub home: Option<&'a str>,
+    /// Per-container files bind-mounted over /etc/hosts, /etc/hostname, /etc/resolv.conf.
+    pub etc_files: Vec<(String, String)>,
+    /// Host uid/gid range for `--userns=auto`: (first host id, count).
+    pub userns_range: Option<(u32, u32)>,
+    /// The current hard limit on open files (rlimits never go above it).
+    pub nofile_hard: u64,
+}
+
+/// Build the spec. `base` is the runtime's default spec (mounts, masked and
+/// read-only paths, capabilities, seccomp), which this adjusts.
+pub fn build(mut base: Spec, config: &ImageConfig, opts: &RunOptions, input: &SpecInputs<'_>) -> Result<Spec, String> {
+    let args = command(config, opts)?;
+    let cwd = opts
+        .workdir
+        .clone()
+        .or_else(|| config.config.as_ref().and_then(|c| c.working_dir.clone()))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let env = environment(config, opts, input.hostname, input.home);
+
+    let mut process = base.process().clone().unwrap_or_default();
+    let user = UserBuilder::default()
+        .uid(input.uid)
+        .gid(input.gid)
+        .additional_gids(input.additional_gids.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let nofile = input.nofile_hard.min(1_048_576);
+    let rlimits = vec![PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .hard(nofile)
+        .soft(nofile)
+        .build()
+        .map_err(|e| e.to_string())?];
+    process = ProcessBuilder::default()
+        .terminal(opts.tty)
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .user(user)
+        .capabilities(process.capabilities().clone().unwrap_or_default())
+        .rlimits(rlimits)
+        .no_new_privileges(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    base.set_process(Some(process));
+    base.set_hostname(Some(input.hostname.to_string()));
+    base.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(false)
+            .build()
+            .map_err(|e| e.to_string())?,
+    ));
+
+    // Mounts: the runtime's defaults, the per-container /etc files, volumes.
+    let mut mounts: Vec<Mount> = base.mounts().clone().unwrap_or_default();
+    let bind = |src: &str, dst: &str, ro: bool| -> Result<Mount, String> {
+        let mut o = vec!["rbind".to_string(), "rprivate".to_string()];
+        o.push(if ro { "ro" } else { "rw" }.to_string());
+        MountBuilder::default()
+            .destination(dst)
+            .typ("bind")
+            .source(src)
+            .options(o)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    for (host, inside) in &input.etc_files {
+        mounts.push(bind(host, inside, false)?);
+    }
+    for v in &opts.volumes {
+        mounts.push(bind(&v.host, &v.container, v.read_only)?);
+    }
+    base.set_mounts(Some(mounts));
+
+    // Namespaces: Docker's set, network per option, cgroup always.
+    let mut linux = base.linux().clone().unwrap_or_default();
+    let mut namespaces: Vec<LinuxNamespace> = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Cgroup,
+    ]
+    .into_iter()
+    .map(|t| LinuxNamespaceBuilder::default().typ(t).build().expect("namespace"))
+    .collect();
+    if opts.network == Network::None {
+        namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).build().expect("namespace"));
+    }
+    if let Some((first, count)) = input.userns_range {
+        namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::User).build().expect("namespace"));
+        let map = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(first)
+            .size(count)
+            .build()
+            .map_err(|e| e.to_string())?;
+        linux.set_uid_mappings(Some(vec![map]));
+        linux.set_gid_mappings(Some(vec![map]));
+    }
+    linux.set_namespaces(Some(namespaces));
+
+    // Limits.
+    let mut resources = LinuxResourcesBuilder::default();
+    if opts.memory > 0 {
+        // Docker's default: as much swap as memory.
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(opts.memory as i64)
+                .swap((opts.memory * 2) as i64)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if opts.millicpus > 0 {
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota((opts.millicpus * CPU_PERIOD / 1000) as i64)
+                .period(CPU_PERIOD)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if opts.pids_limit > 0 {
+        resources = resources.pids(
+            LinuxPidsBuilder::default()
+                .limit(opts.pids_limit)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    linux.set_resources(Some(resources.build().map_err(|e| e.to_string())?));
+    linux.set_cgroups_path(Some(format!("/berth/{}", input.id).into()));
+    base.set_linux(Some(linux));
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::ImageConfig;
+
+    fn config(json: &str) -> ImageConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn busybox() -> ImageConfig {
+        config(
+            r#"{"architecture":"amd64","os":"linux",
+                "config":{"Env":["PATH=/bin","FOO=image"],"Cmd":["sh"],"WorkingDir":"/work"},
+                "rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+    }
+
+    #[test]
+    fn docker_command_rules() {
+        let c = config(
+            r#"{"config":{"Entrypoint":["/entry"],"Cmd":["default"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+        );
+        let mut o = RunOptions::default();
+        assert_eq!(command(&c, &o).unwrap(), ["/entry", "default"]);
+        o.cmd = vec!["mine".into()];
+        assert_eq!(command(&c, &o).unwrap(), ["/entry", "mine"]);
+        o.entrypoint = Some("/other".into());
+        assert_eq!(command(&c, &o).unwrap(), ["/other", "mine"]);
+        o.cmd.clear();
+        assert_eq!(command(&c, &o).unwrap(), ["/other"], "image Cmd dropped with --entrypoint");
+        let empty = config(r#"{"rootfs":{"type":"layers","diff_ids":[]}}"#);
+        assert!(command(&empty, &RunOptions::default()).is_err());
+    }
+
+    #[test]
+    fn environment_order_and_overrides() {
+        let o = RunOptions {
+            env: vec!["FOO=mine".into(), "NEW=1".into()],
+            tty: true,
+            ..RunOptions::default()
+        };
+        let env = environment(&busybox(), &o, "web", Some("/root"));
+        assert_eq!(
+            env,
+            ["PATH=/bin", "HOSTNAME=web", "TERM=xterm", "FOO=mine", "NEW=1", "HOME=/root"]
+        );
+    }
+
+    #[test]
+    fn spec_has_limits_namespaces_and_process() {
+        let o = RunOptions {
+            memory: 64 << 20,
+            millicpus: 500,
+            pids_limit: 64,
+            cmd: vec!["echo".into(), "hi".into()],
+            ..RunOptions::default()
+        };
+        let input = SpecInputs {
+            id: "abc",
+            hostname: "web",
+            uid: 65534,
+            gid: 65534,
+            additional_gids: vec![],
+            home: None,
+            etc_files: vec![("/run/x/hosts".into(), "/etc/hosts".into())],
+            userns_range: None,
+            nofile_hard: 4096,
+        };
+        let spec = build(Spec::default(), &busybox(), &o, &input).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["echo", "hi"]);
+        assert_eq!(p.cwd().to_str(), Some("/work"));
+        assert_eq!(p.user().uid(), 65534);
+        assert_eq!(p.no_new_privileges(), Some(true));
+        assert_eq!(spec.hostname().as_deref(), Some("web"));
+        let linux = spec.linux().as_ref().unwrap();
+        let r = linux.resources().as_ref().unwrap();
+        assert_eq!(r.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50_000));
+        assert_eq!(r.pids().as_ref().unwrap().limit(), 64);
+        let ns: Vec<_> = linux.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
+        assert!(ns.contains(&LinuxNamespaceType::Network));
+        assert!(ns.contains(&LinuxNamespaceType::Pid));
+        assert!(!ns.contains(&LinuxNamespaceType::User));
+        let mounts = spec.mounts().as_ref().unwrap();
+        assert!(mounts.iter().any(|m| m.destination().to_str() == Some("/etc/hosts")));
+    }
+}
