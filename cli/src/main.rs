@@ -5,6 +5,7 @@
 mod commands;
 mod format;
 mod progress;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a command in a new container.
+    Run(Box<run::Args>),
+    /// List containers.
+    Ps(ps::Args),
+    /// Start stopped containers.
+    Start(container::StartArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL).
+    Stop(container::StopArgs),
+    /// Send a signal to containers.
+    Kill(container::KillArgs),
+    /// Remove containers.
+    Rm(container::RmArgs),
+    /// Print a container's output.
+    Logs(logs::Args),
+    /// Show a container as JSON.
+    Inspect(container::InspectArgs),
     /// Download an image from a registry.
     Pull(pull::Args),
     /// List images.
@@ -88,6 +105,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     };
     match cli.command {
+        Command::Run(a) => run::exec(&ctx, *a).await,
+        Command::Ps(a) => ps::exec(&ctx, a).await,
+        Command::Start(a) => container::start(&ctx, a).await,
+        Command::Stop(a) => container::stop(&ctx, a).await,
+        Command::Kill(a) => container::kill(&ctx, a).await,
+        Command::Rm(a) => container::rm(&ctx, a).await,
+        Command::Logs(a) => logs::exec(&ctx, a).await,
+        Command::Inspect(a) => container::inspect(&ctx, a).await,
         Command::Pull(a) => pull::exec(&ctx, a).await,
         Command::Images(a) => images::exec(&ctx, a).await,
         Command::Image(c) => image::exec(&ctx, c).await,

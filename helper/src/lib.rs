@@ -16,4 +16,5 @@ pub mod images;
 pub mod layers;
 pub mod reference;
 pub mod registry;
+pub mod runtime;
 pub mod state;

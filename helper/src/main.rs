@@ -73,6 +73,13 @@ async fn run(args: Args) -> Result<()> {
     };
     let credentials = Arc::new(FileCredentials::open(&args.root)?);
     let images = ImageStore::open(&args.root, config, credentials.clone())?;
+    // berth-runtime and berth-shim are installed next to berthd.
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let containers =
+        berthd::containers::Containers::open(images.clone(), &args.run_root, &bin_dir).await?;
 
     let bus = std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| "the system bus".into());
     let conn = zbus::Connection::system()
@@ -81,6 +88,7 @@ async fn run(args: Args) -> Result<()> {
     let service = berthd::dbus::serve(
         conn,
         images,
+        containers,
         credentials,
         args.run_root.clone(),
         bus.clone(),

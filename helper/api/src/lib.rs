@@ -13,6 +13,7 @@
 
 mod client;
 mod error;
+pub mod options;
 mod types;
 
 pub use client::{connect, watch_job, JobEvent, JobOutcome};
@@ -73,6 +74,48 @@ pub trait Helper1 {
 
     /// Facts about this helper: version, roots, storage used, cgroup version.
     fn info(&self) -> Result<Info>;
+
+    /// Pull the image if missing and create a container from it; a job
+    /// whose result is `{"id","name"}`. `options` is [`RunOptions`] as JSON.
+    fn create_container(
+        &self,
+        image: &str,
+        options: &str,
+        flags: u64,
+    ) -> Result<zbus::zvariant::OwnedObjectPath>;
+
+    /// Start a container; `fds` is empty, `[stdout, stderr]` or
+    /// `[stdout, stderr, stdin]` to receive its output from the start.
+    fn start_container(&self, id: &str, fds: Vec<zbus::zvariant::Fd<'_>>, flags: u64)
+        -> Result<()>;
+
+    /// SIGTERM, then SIGKILL after `timeout` seconds.
+    fn stop_container(&self, id: &str, timeout: u32, flags: u64) -> Result<()>;
+
+    /// Send a signal (name or number) to a container's process.
+    fn kill_container(&self, id: &str, signal: &str, flags: u64) -> Result<()>;
+
+    /// Remove a container (`force`: stop it first).
+    fn remove_container(&self, id: &str, force: bool, flags: u64) -> Result<()>;
+
+    /// Returns once the container is not running: (exit code, OOM killed, error).
+    fn wait_container(&self, id: &str) -> Result<(i64, bool, String)>;
+
+    /// Containers as a JSON array (running ones unless `all`).
+    fn list_containers(&self, all: bool) -> Result<String>;
+
+    /// One container as JSON.
+    fn inspect_container(&self, id: &str) -> Result<String>;
+
+    /// A pipe with the container's log records as JSON lines
+    /// (`{"time","stream","log"}`); `tail` < 0 for all.
+    fn container_logs(
+        &self,
+        id: &str,
+        tail: i64,
+        follow: bool,
+        flags: u64,
+    ) -> Result<zbus::zvariant::OwnedFd>;
 
     /// The helper's version string.
     #[zbus(property)]

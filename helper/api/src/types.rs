@@ -82,3 +82,52 @@ pub struct PullResult {
     pub digest: String,
     pub id: String,
 }
+
+/// Options of one container, as given to `berth run`: sent as JSON on the
+/// bus and kept in the container's record so `berth start` runs it again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunOptions {
+    pub name: Option<String>,
+    /// `KEY=VALUE`, overriding the image's.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    /// `USER[:GROUP]`, names or ids, resolved in the image.
+    pub user: Option<String>,
+    /// Replaces the image's entrypoint (one program; arguments go in `cmd`).
+    pub entrypoint: Option<String>,
+    /// Replaces the image's Cmd when not empty.
+    pub cmd: Vec<String>,
+    /// Bytes; 0 = no limit.
+    pub memory: u64,
+    /// Thousandths of a CPU; 0 = no limit.
+    pub millicpus: u64,
+    /// 0 = no limit.
+    pub pids_limit: i64,
+    pub network: Network,
+    pub volumes: Vec<Volume>,
+    pub tty: bool,
+    pub interactive: bool,
+    /// Remove the container when it exits.
+    pub auto_remove: bool,
+    /// Map container root to an unprivileged host range.
+    pub userns_auto: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// A network namespace with only `lo`.
+    #[default]
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// `-v HOSTDIR:PATH[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub host: String,
+    pub container: String,
+    pub read_only: bool,
+}

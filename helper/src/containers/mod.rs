@@ -1,6 +1,223 @@
-//! Containers: records, bundles and the verbs on them (berthd's side).
+//! Containers, berthd's side: records, bundles, and the verbs on them.
 //!
-//! (Being built: see options.rs and spec.rs for what exists.)
+//! A container is a row in the state database (see [`crate::state`]) plus
+//! files. Its life:
+//!
+//! ```text
+//!   create ──► created ──start──► running ──exit──► exited ──start──► running …
+//!                 │                                    │
+//!                 └──────────────── rm ────────────────┴──► (gone)
+//! ```
+//!
+//! * **create** records the row first, then makes `<root>/containers/<id>/`
+//!   (the writable `upper/` and `work/` of its overlay, its `hosts`,
+//!   `hostname` and `resolv.conf`, its `log.json`).
+//! * **start** mounts the overlay root file system at
+//!   `<run>/containers/<id>/bundle/rootfs`, writes the bundle's
+//!   `config.json`, and spawns a `berth-shim` (its files in
+//!   `<run>/containers/<id>/shim/`), which runs the container through
+//!   `berth-runtime`, owns its stdio and logs, reaps it and records how it
+//!   ended in `exit.json`. The shim outlives berthd.
+//! * A monitor task per running container waits on the shim; when the
+//!   container exits it unmounts the root file system and records the exit
+//!   (code, time, OOM kill). `--rm` containers are then removed.
+//! * **rm** kills what still runs, unmounts, removes the files, and deletes
+//!   the row last.
+//!
+//! After a crash or restart of berthd, [`Containers::open`] finds every
+//! container recorded as running: if its shim lives, monitoring resumes; if
+//! the shim recorded an exit, that is taken; if the shim died, the
+//! container's processes are killed through its cgroup and it is marked
+//! exited with the reason.
 
+mod create;
+mod inspect;
+mod lifecycle;
+mod logs;
+mod monitor;
 pub mod options;
 pub mod spec;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, watch};
+
+pub use inspect::ContainerInfo;
+pub use lifecycle::Attach;
+pub use options::{Network, OptionError, RunOptions, Volume};
+
+use crate::images::ImageStore;
+use crate::state::ContainerRecord;
+
+/// Errors of container operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Image(#[from] crate::images::Error),
+    #[error(transparent)]
+    State(#[from] crate::state::Error),
+    #[error("{0}")]
+    Runtime(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<OptionError> for Error {
+    fn from(e: OptionError) -> Self {
+        Error::InvalidArgument(e.0)
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// Something happened to a container (for bus signals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub name: String,
+    /// `created`, `running`, `exited`, `removed`.
+    pub state: String,
+    pub exit_code: i64,
+}
+
+/// All containers of one berthd.
+#[derive(Clone)]
+pub struct Containers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    images: ImageStore,
+    /// `<root>/containers`
+    root: PathBuf,
+    /// `<run>/containers`
+    run: PathBuf,
+    /// The runtime's state dir, `<run>/runtime`.
+    runtime_root: PathBuf,
+    runtime_bin: PathBuf,
+    shim_bin: PathBuf,
+    /// Latest known state per running container, for waiters.
+    status: Mutex<HashMap<String, watch::Sender<Option<crate::state::ContainerRecord>>>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Containers {
+    /// Open the container store and pick up containers that ran before
+    /// berthd (re)started. `bin_dir` holds `berth-runtime` and `berth-shim`.
+    pub async fn open(images: ImageStore, run_root: &Path, bin_dir: &Path) -> Result<Containers> {
+        let root = images.root().join("containers");
+        let run = run_root.join("containers");
+        let runtime_root = run_root.join("runtime");
+        for d in [&root, &run, &runtime_root] {
+            std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        let (events, _) = broadcast::channel(256);
+        let c = Containers {
+            inner: Arc::new(Inner {
+                images,
+                root,
+                run,
+                runtime_root,
+                runtime_bin: bin_dir.join("berth-runtime"),
+                shim_bin: bin_dir.join("berth-shim"),
+                status: Mutex::new(HashMap::new()),
+                events,
+            }),
+        };
+        c.recover().await?;
+        Ok(c)
+    }
+
+    /// Container events (created, running, exited, removed).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, c: &ContainerRecord, state: &str) {
+        let _ = self.inner.events.send(Event {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            state: state.to_string(),
+            exit_code: c.exit_code,
+        });
+    }
+
+    /// The container `key` names (id, name or unique id prefix).
+    pub fn find(&self, key: &str) -> Result<ContainerRecord> {
+        self.inner.images.db().find_container(key)?.ok_or_else(|| {
+            Error::NotFound(format!("no container `{key}`; `berth ps -a` lists them"))
+        })
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.inner.root.join(id)
+    }
+
+    fn run_dir(&self, id: &str) -> PathBuf {
+        self.inner.run.join(id)
+    }
+
+    fn rootfs(&self, id: &str) -> PathBuf {
+        self.run_dir(id).join("bundle/rootfs")
+    }
+
+    fn shim_dir(&self, id: &str) -> PathBuf {
+        self.run_dir(id).join("shim")
+    }
+
+    fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("log.json")
+    }
+
+    /// The cgroup path given to the runtime.
+    fn cgroup_path(id: &str) -> String {
+        format!("/berth/{id}")
+    }
+}
+
+/// 64 random hex characters.
+fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).map_err(|e| {
+        Error::Io {
+            what: "reading random bytes for a container id".into(),
+            source: e.into(),
+        }
+    })?;
+    Ok(hex::encode(b))
+}
+
+/// A Docker-like `adjective_noun` name.
+fn new_name(seed: &str) -> String {
+    const ADJ: [&str; 16] = [
+        "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quiet", "swift", "tidy", "witty",
+    ];
+    const NOUN: [&str; 16] = [
+        "anchor", "barge", "cove", "dock", "ferry", "harbor", "jetty", "keel", "lagoon", "mast",
+        "pier", "quay", "reef", "sail", "tide", "wharf",
+    ];
+    let b = hex::decode(&seed[..4]).unwrap_or_else(|_| vec![0, 0]);
+    format!(
+        "{}_{}",
+        ADJ[(b[0] & 15) as usize],
+        NOUN[(b[1] & 15) as usize]
+    )
+}

@@ -39,14 +39,21 @@ pub fn command(config: &ImageConfig, opts: &RunOptions) -> Result<Vec<String>, S
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
-        return Err("the image has no command and none was given: add one after the image name".into());
+        return Err(
+            "the image has no command and none was given: add one after the image name".into(),
+        );
     }
     Ok(args)
 }
 
 /// The environment: the image's, then `-e` (later wins), PATH and HOSTNAME
 /// filled in, TERM for a terminal.
-pub fn environment(config: &ImageConfig, opts: &RunOptions, hostname: &str, home: Option<&str>) -> Vec<String> {
+pub fn environment(
+    config: &ImageConfig,
+    opts: &RunOptions,
+    hostname: &str,
+    home: Option<&str>,
+) -> Vec<String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut set = |kv: &str, env: &mut BTreeMap<String, String>| {
@@ -70,7 +77,10 @@ pub fn environment(config: &ImageConfig, opts: &RunOptions, hostname: &str, home
     if !env.contains_key("HOME") {
         set(&format!("HOME={}", home.unwrap_or("/")), &mut env);
     }
-    order.into_iter().map(|k| format!("{k}={}", env[&k])).collect()
+    order
+        .into_iter()
+        .map(|k| format!("{k}={}", env[&k]))
+        .collect()
 }
 
 /// Everything the spec needs besides the image config and options.
@@ -91,7 +101,12 @@ pub struct SpecInputs<'a> {
 
 /// Build the spec. `base` is the runtime's default spec (mounts, masked and
 /// read-only paths, capabilities, seccomp), which this adjusts.
-pub fn build(mut base: Spec, config: &ImageConfig, opts: &RunOptions, input: &SpecInputs<'_>) -> Result<Spec, String> {
+pub fn build(
+    mut base: Spec,
+    config: &ImageConfig,
+    opts: &RunOptions,
+    input: &SpecInputs<'_>,
+) -> Result<Spec, String> {
     let args = command(config, opts)?;
     let cwd = opts
         .workdir
@@ -167,13 +182,28 @@ pub fn build(mut base: Spec, config: &ImageConfig, opts: &RunOptions, input: &Sp
         LinuxNamespaceType::Cgroup,
     ]
     .into_iter()
-    .map(|t| LinuxNamespaceBuilder::default().typ(t).build().expect("namespace"))
+    .map(|t| {
+        LinuxNamespaceBuilder::default()
+            .typ(t)
+            .build()
+            .expect("namespace")
+    })
     .collect();
     if opts.network == Network::None {
-        namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).build().expect("namespace"));
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .build()
+                .expect("namespace"),
+        );
     }
     if let Some((first, count)) = input.userns_range {
-        namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::User).build().expect("namespace"));
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::User)
+                .build()
+                .expect("namespace"),
+        );
         let map = LinuxIdMappingBuilder::default()
             .container_id(0u32)
             .host_id(first)
@@ -249,7 +279,11 @@ mod tests {
         o.entrypoint = Some("/other".into());
         assert_eq!(command(&c, &o).unwrap(), ["/other", "mine"]);
         o.cmd.clear();
-        assert_eq!(command(&c, &o).unwrap(), ["/other"], "image Cmd dropped with --entrypoint");
+        assert_eq!(
+            command(&c, &o).unwrap(),
+            ["/other"],
+            "image Cmd dropped with --entrypoint"
+        );
         let empty = config(r#"{"rootfs":{"type":"layers","diff_ids":[]}}"#);
         assert!(command(&empty, &RunOptions::default()).is_err());
     }
@@ -264,7 +298,14 @@ mod tests {
         let env = environment(&busybox(), &o, "web", Some("/root"));
         assert_eq!(
             env,
-            ["PATH=/bin", "HOSTNAME=web", "TERM=xterm", "FOO=mine", "NEW=1", "HOME=/root"]
+            [
+                "PATH=/bin",
+                "HOSTNAME=web",
+                "TERM=xterm",
+                "FOO=mine",
+                "NEW=1",
+                "HOME=/root"
+            ]
         );
     }
 
@@ -300,11 +341,19 @@ mod tests {
         assert_eq!(r.memory().as_ref().unwrap().limit(), Some(64 << 20));
         assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50_000));
         assert_eq!(r.pids().as_ref().unwrap().limit(), 64);
-        let ns: Vec<_> = linux.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
+        let ns: Vec<_> = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
         assert!(ns.contains(&LinuxNamespaceType::Network));
         assert!(ns.contains(&LinuxNamespaceType::Pid));
         assert!(!ns.contains(&LinuxNamespaceType::User));
         let mounts = spec.mounts().as_ref().unwrap();
-        assert!(mounts.iter().any(|m| m.destination().to_str() == Some("/etc/hosts")));
+        assert!(mounts
+            .iter()
+            .any(|m| m.destination().to_str() == Some("/etc/hosts")));
     }
 }

@@ -25,6 +25,7 @@ pub enum Action {
     ImageRemove,
     ImageExport,
     RegistryLogin,
+    ContainerManage,
 }
 
 impl Action {
@@ -34,6 +35,7 @@ impl Action {
             Action::ImageRemove => "org.berth.image-remove",
             Action::ImageExport => "org.berth.image-export",
             Action::RegistryLogin => "org.berth.registry-login",
+            Action::ContainerManage => "org.berth.container-manage",
         }
     }
 }
@@ -147,6 +149,7 @@ fn describe(action: Action) -> &'static str {
         Action::ImageRemove => "remove images",
         Action::ImageExport => "export images",
         Action::RegistryLogin => "change registry logins",
+        Action::ContainerManage => "manage containers",
     }
 }
 

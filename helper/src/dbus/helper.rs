@@ -16,6 +16,7 @@ use crate::images::{ImageStore, PullProgress};
 
 pub struct Helper {
     pub(super) images: ImageStore,
+    pub(super) containers: crate::containers::Containers,
     pub(super) credentials: Arc<FileCredentials>,
     pub(super) jobs: Jobs,
     pub(super) auth: auth::Authorizer,
@@ -241,6 +242,121 @@ impl Helper {
         })
     }
 
+    /// Pull the image if missing and create a container (a job; its
+    /// result is `{"id","name"}`). `options` is `RunOptions` as JSON.
+    async fn create_container(
+        &self,
+        image: String,
+        options: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        let who = self
+            .auth
+            .authorize(conn, &header, Action::ImagePull, flags)
+            .await?;
+        self.auth
+            .authorize(conn, &header, Action::ContainerManage, flags)
+            .await?;
+        super::containers::create(self, conn, who.uid, image, options).await
+    }
+
+    /// Start a container; `fds` empty, `[stdout, stderr]` or
+    /// `[stdout, stderr, stdin]` to attach before its first output.
+    async fn start_container(
+        &self,
+        id: String,
+        fds: Vec<zvariant::OwnedFd>,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(conn, &header, Action::ContainerManage, flags)
+            .await?;
+        let fds = fds.into_iter().map(OwnedFd::from).collect();
+        super::containers::start(&self.containers, &id, fds).await
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout` seconds.
+    async fn stop_container(
+        &self,
+        id: String,
+        timeout: u32,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(conn, &header, Action::ContainerManage, flags)
+            .await?;
+        super::containers::stop(&self.containers, &id, timeout).await
+    }
+
+    /// Send a signal (name or number) to the container's process.
+    async fn kill_container(
+        &self,
+        id: String,
+        signal: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(conn, &header, Action::ContainerManage, flags)
+            .await?;
+        super::containers::kill(&self.containers, &id, &signal).await
+    }
+
+    async fn remove_container(
+        &self,
+        id: String,
+        force: bool,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(conn, &header, Action::ContainerManage, flags)
+            .await?;
+        self.containers
+            .remove(&id, force)
+            .await
+            .map_err(super::containers::container_error)
+    }
+
+    /// Returns once the container is not running: (exit code, OOM killed, error).
+    async fn wait_container(&self, id: String) -> Result<(i64, bool, String), Error> {
+        super::containers::wait(&self.containers, &id).await
+    }
+
+    /// JSON array of containers (running ones unless `all`).
+    async fn list_containers(&self, all: bool) -> Result<String, Error> {
+        super::containers::list(&self.containers, all)
+    }
+
+    /// One container as JSON.
+    async fn inspect_container(&self, id: String) -> Result<String, Error> {
+        super::containers::inspect(&self.containers, &id)
+    }
+
+    /// A pipe with the container's log records as JSON lines.
+    async fn container_logs(
+        &self,
+        id: String,
+        tail: i64,
+        follow: bool,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<zvariant::OwnedFd, Error> {
+        self.auth
+            .authorize(conn, &header, Action::ContainerManage, flags)
+            .await?;
+        super::containers::logs(&self.containers, &id, tail, follow)
+    }
+
     #[zbus(property)]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()
@@ -257,7 +373,7 @@ fn check_host(host: &str) -> Result<(), Error> {
     }
 }
 
-fn pull_progress(p: &PullProgress) -> JobProgress {
+pub(super) fn pull_progress(p: &PullProgress) -> JobProgress {
     JobProgress {
         phase: p.phase.to_string(),
         layers: p

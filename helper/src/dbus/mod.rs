@@ -7,6 +7,7 @@
 //! clear message instead of waiting in line.
 
 mod auth;
+mod containers;
 mod errors;
 mod helper;
 mod job;
@@ -30,9 +31,11 @@ pub struct Service {
 }
 
 /// Export the helper on `conn` and take the bus name.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     conn: zbus::Connection,
     images: ImageStore,
+    containers: crate::containers::Containers,
     credentials: Arc<FileCredentials>,
     run_root: PathBuf,
     bus: String,
@@ -41,6 +44,7 @@ pub async fn serve(
     let jobs = Jobs::default();
     let helper = helper::Helper {
         images,
+        containers,
         credentials,
         jobs: jobs.clone(),
         auth,

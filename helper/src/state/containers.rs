@@ -91,8 +91,12 @@ impl Db {
     /// Every container, newest first.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
         let conn = self.conn();
-        let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY created DESC, id"))?;
-        let rows = st.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM containers ORDER BY created DESC, id"
+        ))?;
+        let rows = st
+            .query_map([], from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(finish).collect()
     }
 
@@ -112,8 +116,12 @@ impl Db {
         if key.len() < 3 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM containers WHERE id LIKE ?1 || '%'"))?;
-        let mut rows = st.query_map([key], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM containers WHERE id LIKE ?1 || '%'"
+        ))?;
+        let mut rows = st
+            .query_map([key], from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         if rows.len() == 1 {
             return finish(rows.remove(0)).map(Some);
         }
@@ -123,7 +131,9 @@ impl Db {
     pub fn name_taken(&self, name: &str) -> Result<bool> {
         Ok(self
             .conn()
-            .query_row("SELECT 1 FROM containers WHERE name = ?1", [name], |_| Ok(()))
+            .query_row("SELECT 1 FROM containers WHERE name = ?1", [name], |_| {
+                Ok(())
+            })
             .optional()?
             .is_some())
     }
@@ -173,7 +183,10 @@ mod tests {
         let m = ManifestRecord {
             digest: Digest::of(b"m"),
             config: Digest::of(b"c"),
-            layers: vec![LayerRecord { chain_id: Digest::of(b"l"), diff_id: Digest::of(b"l") }],
+            layers: vec![LayerRecord {
+                chain_id: Digest::of(b"l"),
+                diff_id: Digest::of(b"l"),
+            }],
             blobs: vec![Digest::of(b"m")],
             size: 1,
             created: 0,
@@ -194,7 +207,14 @@ mod tests {
             error: String::new(),
         };
         db.insert_container(&c).unwrap();
-        assert!(db.insert_container(&ContainerRecord { id: "cd".repeat(32), ..c.clone() }).is_err(), "name reused");
+        assert!(
+            db.insert_container(&ContainerRecord {
+                id: "cd".repeat(32),
+                ..c.clone()
+            })
+            .is_err(),
+            "name reused"
+        );
         assert!(db.name_taken("web").unwrap());
         assert_eq!(db.find_container("web").unwrap().unwrap().id, c.id);
         assert_eq!(db.find_container("abab").unwrap().unwrap().name, "web");
@@ -206,16 +226,27 @@ mod tests {
         let (_, layers) = db.live().unwrap();
         assert_eq!(layers, vec![Digest::of(b"l")]);
 
-        db.set_container_state(&c.id, &StateChange {
-            state: "exited".into(),
-            finished: Some(9),
-            exit_code: Some(137),
-            oom_killed: Some(true),
-            ..StateChange::default()
-        })
+        db.set_container_state(
+            &c.id,
+            &StateChange {
+                state: "exited".into(),
+                finished: Some(9),
+                exit_code: Some(137),
+                oom_killed: Some(true),
+                ..StateChange::default()
+            },
+        )
         .unwrap();
         let got = db.find_container(&c.id).unwrap().unwrap();
-        assert_eq!((got.state.as_str(), got.exit_code, got.oom_killed, got.finished), ("exited", 137, true, 9));
+        assert_eq!(
+            (
+                got.state.as_str(),
+                got.exit_code,
+                got.oom_killed,
+                got.finished
+            ),
+            ("exited", 137, true, 9)
+        );
 
         assert!(db.remove_container(&c.id).unwrap());
         assert!(db.manifest(&m.digest).unwrap().is_none());

@@ -1,0 +1,78 @@
+//! `ps` and `inspect`.
+
+use serde::Serialize;
+
+use super::{Containers, Result, RunOptions};
+use crate::state::ContainerRecord;
+
+/// One container as `ps` and `inspect` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub created: i64,
+    /// `created`, `running`, `exited`.
+    pub state: String,
+    /// `Up 3 minutes`-style summary is the client's job; these are facts.
+    pub started: i64,
+    pub finished: i64,
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub error: String,
+    pub options: RunOptions,
+    /// The container's pid 1 on the host while it runs.
+    pub pid: Option<i32>,
+}
+
+impl Containers {
+    /// Containers, newest first; only running ones unless `all`.
+    pub fn list(&self, all: bool) -> Result<Vec<ContainerInfo>> {
+        Ok(self
+            .inner
+            .images
+            .db()
+            .containers()?
+            .into_iter()
+            .filter(|c| all || c.state == "running")
+            .map(|c| self.info(c))
+            .collect())
+    }
+
+    /// One container.
+    pub fn inspect(&self, key: &str) -> Result<ContainerInfo> {
+        Ok(self.info(self.find(key)?))
+    }
+
+    fn info(&self, c: ContainerRecord) -> ContainerInfo {
+        let options: RunOptions = serde_json::from_str(&c.options).unwrap_or_default();
+        let pid = if c.state == "running" {
+            std::fs::read_to_string(
+                self.shim_dir(&c.id)
+                    .join(crate::runtime::shim::INIT_PID_FILE),
+            )
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        } else {
+            None
+        };
+        let mut command = options.entrypoint.iter().cloned().collect::<Vec<_>>();
+        command.extend(options.cmd.iter().cloned());
+        ContainerInfo {
+            id: c.id,
+            name: c.name,
+            image: c.image,
+            command,
+            created: c.created,
+            state: c.state,
+            started: c.started,
+            finished: c.finished,
+            exit_code: c.exit_code,
+            oom_killed: c.oom_killed,
+            error: c.error,
+            options,
+            pid,
+        }
+    }
+}

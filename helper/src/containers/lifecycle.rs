@@ -1,0 +1,256 @@
+//! `start`, `stop`, `kill`, `rm`.
+
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use super::create::hostname_of;
+use super::spec::{self, SpecInputs};
+use super::{io_err, Containers, Error, Result, RunOptions};
+use crate::images::now;
+use crate::registry::ImageConfig;
+use crate::runtime::overlay::{self, OverlayMount};
+use crate::runtime::shim::client::{self as shim, ShimClient, ShimOptions};
+use crate::state::{ContainerRecord, StateChange};
+
+/// Client stdio to attach before the container's first output.
+pub struct Attach<'a> {
+    pub stdout: BorrowedFd<'a>,
+    pub stderr: BorrowedFd<'a>,
+    pub stdin: Option<BorrowedFd<'a>>,
+}
+
+impl Containers {
+    /// Start container `key`; with `attach`, its output also goes there.
+    pub async fn start(&self, key: &str, attach: Option<Attach<'_>>) -> Result<ContainerRecord> {
+        let c = self.find(key)?;
+        if c.state == "running" {
+            return Err(Error::Conflict(format!(
+                "container {} is already running",
+                c.name
+            )));
+        }
+        let opts: RunOptions = serde_json::from_str(&c.options).map_err(|e| {
+            Error::Runtime(format!("container {} has damaged options: {e}", c.name))
+        })?;
+        let this = self.clone();
+        let c2 = c.clone();
+        let opts2 = opts.clone();
+        tokio::task::spawn_blocking(move || this.prepare_bundle(&c2, &opts2))
+            .await
+            .map_err(|e| Error::Runtime(format!("preparing the bundle crashed: {e}")))??;
+
+        let shim_dir = self.shim_dir(&c.id);
+        let _ = std::fs::remove_dir_all(&shim_dir);
+        std::fs::create_dir_all(&shim_dir)
+            .map_err(io_err(format!("creating {}", shim_dir.display())))?;
+        let mut so = ShimOptions::new(
+            c.id.clone(),
+            self.run_dir(&c.id).join("bundle"),
+            self.inner.runtime_bin.clone(),
+            self.inner.runtime_root.clone(),
+            shim_dir.clone(),
+            self.log_path(&c.id),
+        );
+        so.tty = opts.tty;
+        so.stdin = opts.interactive;
+        so.shim_binary = Some(self.inner.shim_bin.clone());
+        // Recorded before the shim exists: a crash from here on is found by
+        // recovery, which looks for the shim.
+        self.inner.images.db().set_container_state(
+            &c.id,
+            &StateChange {
+                state: "running".into(),
+                started: Some(now()),
+                finished: Some(0),
+                exit_code: Some(0),
+                oom_killed: Some(false),
+                error: Some(String::new()),
+            },
+        )?;
+        let spawned = tokio::task::spawn_blocking(move || shim::spawn(&so))
+            .await
+            .map_err(|e| Error::Runtime(format!("starting the supervisor crashed: {e}")))?;
+        if let Err(e) = spawned {
+            let _ = overlay::unmount(&self.rootfs(&c.id));
+            self.inner.images.db().set_container_state(
+                &c.id,
+                &StateChange {
+                    state: "exited".into(),
+                    finished: Some(now()),
+                    exit_code: Some(125),
+                    error: Some(e.to_string()),
+                    ..StateChange::default()
+                },
+            )?;
+            return Err(Error::Runtime(e.to_string()));
+        }
+        if let Some(a) = attach {
+            ShimClient::connect(&shim_dir)
+                .and_then(|s| s.attach(a.stdout, a.stderr, a.stdin))
+                .map_err(|e| Error::Runtime(format!("attaching to {}: {e}", c.name)))?;
+        }
+        let running = self.find(&c.id)?;
+        self.watch(&running);
+        self.emit(&running, "running");
+        Ok(running)
+    }
+
+    /// Mount the root file system and write `config.json`.
+    fn prepare_bundle(&self, c: &ContainerRecord, opts: &RunOptions) -> Result<()> {
+        let images = &self.inner.images;
+        let m = images
+            .db()
+            .manifest(&c.manifest)?
+            .ok_or_else(|| Error::NotFound(format!("the image of container {} is gone", c.name)))?;
+        let config: ImageConfig = serde_json::from_slice(
+            &images
+                .content()
+                .read(&m.config)
+                .map_err(crate::images::Error::from)?,
+        )
+        .map_err(|e| Error::Runtime(format!("the image config of {} is damaged: {e}", c.image)))?;
+        let lower = match m.layers.last() {
+            Some(top) => images
+                .layers()
+                .chain(&top.chain_id)
+                .map_err(crate::images::Error::from)?,
+            None => Vec::new(),
+        };
+        let dir = self.dir(&c.id);
+        let rootfs = self.rootfs(&c.id);
+        overlay::unmount(&rootfs).map_err(|e| Error::Runtime(e.to_string()))?;
+        OverlayMount {
+            lower,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            target: rootfs.clone(),
+        }
+        .mount()
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+
+        let result = (|| {
+            let user_spec = opts
+                .user
+                .clone()
+                .or_else(|| config.config.as_ref().and_then(|c| c.user.clone()))
+                .unwrap_or_default();
+            let user = crate::runtime::user::resolve(&rootfs, &user_spec)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let hostname = hostname_of(c);
+            let mut base = crate::runtime::spec::default_spec();
+            crate::runtime::spec::with_docker_security(&mut base);
+            let etc_files = ["hosts", "hostname", "resolv.conf"]
+                .iter()
+                .map(|f| (dir.join(f).display().to_string(), format!("/etc/{f}")))
+                .collect();
+            let nofile_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .maximum
+                .unwrap_or(1 << 20);
+            let spec = spec::build(
+                base,
+                &config,
+                opts,
+                &SpecInputs {
+                    id: &c.id,
+                    hostname: &hostname,
+                    uid: user.uid,
+                    gid: user.gid,
+                    additional_gids: user.additional_gids.clone(),
+                    home: user.home.as_deref(),
+                    etc_files,
+                    userns_range: None,
+                    nofile_hard,
+                },
+            )
+            .map_err(Error::InvalidArgument)?;
+            let bundle = self.run_dir(&c.id).join("bundle");
+            let tmp = bundle.join("config.json.tmp");
+            let json =
+                serde_json::to_vec_pretty(&spec).map_err(|e| Error::Runtime(e.to_string()))?;
+            std::fs::write(&tmp, json).map_err(io_err(format!("writing {}", tmp.display())))?;
+            std::fs::rename(&tmp, bundle.join("config.json"))
+                .map_err(io_err(format!("writing {}/config.json", bundle.display())))?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = overlay::unmount(&rootfs);
+        }
+        result
+    }
+
+    /// Send `signal` to the container's process.
+    pub async fn kill(&self, key: &str, signal: i32) -> Result<()> {
+        let c = self.find(key)?;
+        if c.state != "running" {
+            return Err(Error::Conflict(format!(
+                "container {} is not running",
+                c.name
+            )));
+        }
+        let dir = self.shim_dir(&c.id);
+        tokio::task::spawn_blocking(move || ShimClient::connect(&dir).and_then(|s| s.kill(signal)))
+            .await
+            .map_err(|e| Error::Runtime(e.to_string()))?
+            .map_err(|e| Error::Runtime(format!("signalling {}: {e}", c.name)))
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`. Returns the exited record.
+    pub async fn stop(&self, key: &str, timeout: Duration) -> Result<ContainerRecord> {
+        let c = self.find(key)?;
+        if c.state != "running" {
+            return Ok(c);
+        }
+        let mut rx = self.subscribe_status(&c.id);
+        let _ = self.kill(&c.id, libc::SIGTERM).await;
+        let exited = |rx: &mut tokio::sync::watch::Receiver<Option<ContainerRecord>>| {
+            rx.borrow().as_ref().is_some_and(|r| r.state != "running")
+        };
+        let waited = tokio::time::timeout(timeout, async {
+            while !exited(&mut rx) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        if waited.is_err() {
+            let _ = self.kill(&c.id, libc::SIGKILL).await;
+        }
+        self.wait(&c.id).await
+    }
+
+    /// Remove a container; `force` stops a running one first.
+    pub async fn remove(&self, key: &str, force: bool) -> Result<()> {
+        let c = self.find(key)?;
+        if c.state == "running" {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "container {} is running; stop it first (berth stop {}) or use rm -f",
+                    c.name, c.name
+                )));
+            }
+            self.stop(&c.id, Duration::from_secs(0)).await?;
+        }
+        self.forget(&c).await
+    }
+
+    /// Delete files, then the row (the caller made sure it does not run).
+    pub(super) async fn forget(&self, c: &ContainerRecord) -> Result<()> {
+        let _ = overlay::unmount(&self.rootfs(&c.id));
+        for d in [self.run_dir(&c.id), self.dir(&c.id)] {
+            match std::fs::remove_dir_all(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format!("removing {}", d.display()))(e)),
+            }
+        }
+        self.inner.images.db().remove_container(&c.id)?;
+        self.inner
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&c.id);
+        self.emit(c, "removed");
+        Ok(())
+    }
+}

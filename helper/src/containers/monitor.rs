@@ -1,0 +1,143 @@
+//! Knowing when containers exit, and finding them again after a restart.
+
+use tokio::sync::watch;
+
+use super::{Containers, Error, Result, RunOptions};
+use crate::images::{now, parse_rfc3339};
+use crate::runtime::overlay;
+use crate::runtime::shim::client::{self as shim, ShimClient};
+use crate::runtime::shim::ExitInfo;
+use crate::state::{ContainerRecord, StateChange};
+
+impl Containers {
+    /// A receiver of container `id`'s record, updated when it exits.
+    pub(super) fn subscribe_status(&self, id: &str) -> watch::Receiver<Option<ContainerRecord>> {
+        let mut map = self.inner.status.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_string())
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    /// Wait until container `key` is not running; returns its record.
+    pub async fn wait(&self, key: &str) -> Result<ContainerRecord> {
+        let c = self.find(key)?;
+        let mut rx = self.subscribe_status(&c.id);
+        loop {
+            // The database is the truth; the channel only wakes us.
+            match self.inner.images.db().find_container(&c.id)? {
+                Some(r) if r.state != "running" => return Ok(r),
+                None => {
+                    return rx.borrow().clone().ok_or_else(|| {
+                        Error::NotFound(format!("container {} was removed", c.name))
+                    })
+                }
+                Some(_) => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::Runtime("berthd is stopping".into()));
+            }
+        }
+    }
+
+    /// Follow a running container's shim until it exits.
+    pub(super) fn watch(&self, c: &ContainerRecord) {
+        let this = self.clone();
+        let c = c.clone();
+        let dir = self.shim_dir(&c.id);
+        tokio::spawn(async move {
+            let exit = tokio::task::spawn_blocking(move || {
+                ShimClient::connect(&dir)
+                    .and_then(|s| s.wait())
+                    .ok()
+                    .or_else(|| shim::read_exit(&dir))
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Err(e) = this.exited(&c, exit).await {
+                tracing::error!("recording the exit of container {}: {e}", c.name);
+            }
+        });
+    }
+
+    /// Record how a run ended and release what it held.
+    async fn exited(&self, c: &ContainerRecord, exit: Option<ExitInfo>) -> Result<()> {
+        let change = match &exit {
+            Some(e) => StateChange {
+                state: "exited".into(),
+                finished: Some(parse_rfc3339(&e.finished_at).unwrap_or_else(now)),
+                exit_code: Some(e.exit_code as i64),
+                oom_killed: Some(e.oom_killed),
+                error: e.error.clone(),
+                ..StateChange::default()
+            },
+            None => {
+                // The shim died without recording an exit: make sure nothing
+                // of the container runs on, through its cgroup.
+                self.kill_leftovers(&c.id);
+                StateChange {
+                    state: "exited".into(),
+                    finished: Some(now()),
+                    exit_code: Some(255),
+                    error: Some(
+                        "its supervisor (berth-shim) died; the container was stopped".into(),
+                    ),
+                    ..StateChange::default()
+                }
+            }
+        };
+        let _ = overlay::unmount(&self.rootfs(&c.id));
+        self.inner.images.db().set_container_state(&c.id, &change)?;
+        let record = self.find(&c.id)?;
+        self.emit(&record, "exited");
+        let auto_remove = serde_json::from_str::<RunOptions>(&c.options)
+            .map(|o| o.auto_remove)
+            .unwrap_or(false);
+        if let Some(tx) = self
+            .inner
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&c.id)
+        {
+            tx.send_replace(Some(record.clone()));
+        }
+        if auto_remove {
+            self.forget(&record).await?;
+        }
+        Ok(())
+    }
+
+    /// Kill every process left in the container's cgroup and remove the
+    /// runtime's record of it.
+    fn kill_leftovers(&self, id: &str) {
+        if let Ok(cg) = crate::runtime::cgroups::Cgroup::load(&Self::cgroup_path(id)) {
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.delete();
+        }
+        let _ = std::process::Command::new(&self.inner.runtime_bin)
+            .arg("--root")
+            .arg(&self.inner.runtime_root)
+            .args(["delete", "--force", id])
+            .output();
+    }
+
+    /// After berthd starts: resume watching live shims, settle the rest.
+    pub(super) async fn recover(&self) -> Result<()> {
+        for c in self.inner.images.db().containers()? {
+            if c.state != "running" {
+                continue;
+            }
+            let dir = self.shim_dir(&c.id);
+            if shim::alive(&dir) {
+                tracing::info!("container {} still runs; following it again", c.name);
+                self.watch(&c);
+            } else {
+                let exit = shim::read_exit(&dir);
+                tracing::info!("container {} ended while berthd was away", c.name);
+                self.exited(&c, exit).await?;
+            }
+        }
+        Ok(())
+    }
+}

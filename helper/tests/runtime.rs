@@ -1,0 +1,548 @@
+//! The OCI runtime binary against real kernels: isolation, lifecycle and
+//! the security regressions of issue 3. Needs root and a static busybox
+//! (`busybox-static`); skipped, loudly, without them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use berthd::runtime::spec;
+use oci_spec::runtime::Spec;
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "hostname", "ls", "id", "grep", "sleep", "true", "false", "readlink",
+    "head", "stat", "wc",
+];
+
+fn busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Root and busybox, or a reason to skip.
+fn ready() -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: the runtime tests need root");
+        return false;
+    }
+    if busybox().is_none() {
+        eprintln!("skipped: install busybox-static");
+        return false;
+    }
+    true
+}
+
+/// A bundle in a temp dir, its own state root, and every container made
+/// through it deleted on drop, pass or fail.
+struct Bundle {
+    dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self.cmd(&["delete", "--force", id]).output();
+        }
+    }
+}
+
+impl Bundle {
+    fn new() -> Bundle {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for d in ["bin", "dev", "proc", "sys", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(busybox().unwrap(), rootfs.join("bin/busybox")).unwrap();
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+        }
+        let b = Bundle {
+            dir,
+            state: tempfile::tempdir().unwrap(),
+            ids: Default::default(),
+        };
+        b.write_spec(&b.spec(&["true"]));
+        b
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.path().join("rootfs")
+    }
+
+    /// The default spec with Docker's security, no terminal, `args`.
+    fn spec(&self, args: &[&str]) -> Spec {
+        let mut s = spec::default_spec();
+        spec::with_docker_security(&mut s);
+        let p = s.process_mut().as_mut().unwrap();
+        p.set_terminal(Some(false));
+        p.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+        s.set_hostname(Some("berth-test".into()));
+        s
+    }
+
+    fn write_spec(&self, s: &Spec) {
+        s.save(self.path().join("config.json")).unwrap();
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--root").arg(self.state.path()).args(args);
+        c
+    }
+
+    fn id(&self, name: &str) -> String {
+        let id = format!("{name}-{}", std::process::id());
+        self.ids.borrow_mut().push(id.clone());
+        id
+    }
+
+    /// `run` with `args`; the output.
+    fn run(&self, args: &[&str]) -> Output {
+        self.write_spec(&self.spec(args));
+        self.run_spec()
+    }
+
+    fn run_spec(&self) -> Output {
+        let id = self.id("run");
+        self.cmd(&["run", "--bundle", self.path().to_str().unwrap(), &id])
+            .output()
+            .unwrap()
+    }
+
+    fn state(&self, id: &str) -> serde_json::Value {
+        let out = self.cmd(&["state", id]).output().unwrap();
+        assert!(out.status.success(), "state: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) {
+        let out = self.cmd(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+
+    /// Create and start `args` in the background; the id.
+    fn start(&self, name: &str, args: &[&str]) -> String {
+        self.write_spec(&self.spec(args));
+        let id = self.id(name);
+        self.ok(&["create", "--bundle", self.path().to_str().unwrap(), &id]);
+        self.ok(&["start", &id]);
+        id
+    }
+
+    fn wait_status(&self, id: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.state(id)["status"] != want {
+            assert!(Instant::now() < deadline, "{id} never became {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr: {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn run_prints_output_and_returns_the_exit_code() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    let out = b.run(&["sh", "-c", "echo hello from berth; echo oops >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from berth\n");
+    assert!(text(&out.stderr).contains("oops"));
+    assert_eq!(
+        std::fs::read_dir(b.state.path()).unwrap().count(),
+        0,
+        "run leaves no state behind"
+    );
+}
+
+#[test]
+fn lifecycle_create_start_kill_delete() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    b.write_spec(&b.spec(&["sleep", "1000"]));
+    let id = b.id("life");
+    b.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let s = b.state(&id);
+    assert_eq!(s["status"], "created");
+    assert_eq!(s["id"], id.as_str());
+    assert!(s["pid"].as_i64().unwrap() > 0);
+    assert_eq!(
+        s["bundle"],
+        std::fs::canonicalize(b.path()).unwrap().to_str().unwrap()
+    );
+    assert!(s["ociVersion"].is_string());
+
+    b.ok(&["start", &id]);
+    assert_eq!(b.state(&id)["status"], "running");
+    let again = b.cmd(&["start", &id]).output().unwrap();
+    assert!(
+        !again.status.success(),
+        "a running container cannot be started again"
+    );
+
+    let del = b.cmd(&["delete", &id]).output().unwrap();
+    assert!(
+        !del.status.success(),
+        "deleting a running container needs --force"
+    );
+    assert!(
+        text(&del.stderr).contains("--force"),
+        "{}",
+        text(&del.stderr)
+    );
+
+    b.ok(&["kill", &id, "KILL"]);
+    b.wait_status(&id, "stopped");
+    assert_eq!(b.state(&id)["pid"], 0);
+    b.ok(&["delete", &id]);
+    let gone = b.cmd(&["state", &id]).output().unwrap();
+    assert!(!gone.status.success());
+    assert!(
+        text(&gone.stderr).contains("does not exist"),
+        "{}",
+        text(&gone.stderr)
+    );
+}
+
+#[test]
+fn kill_rejects_unknown_signals() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    let id = b.start("sig", &["sleep", "1000"]);
+    let out = b.cmd(&["kill", &id, "SIGNOPE"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unknown signal"));
+    b.ok(&["kill", &id, "9"]);
+    b.wait_status(&id, "stopped");
+}
+
+#[test]
+fn pid_1_is_the_command_and_proc_shows_only_the_container() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    assert_eq!(stdout_ok(&b.run(&["sh", "-c", "echo $$"])), "1\n");
+    let procs: Vec<String> = stdout_ok(&b.run(&["ls", "/proc"]))
+        .split_whitespace()
+        .filter(|e| e.chars().all(|c| c.is_ascii_digit()))
+        .map(String::from)
+        .collect();
+    assert_eq!(procs, ["1"]);
+}
+
+#[test]
+fn hostname_is_the_configured_one() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    assert_eq!(stdout_ok(&b.run(&["hostname"])), "berth-test\n");
+}
+
+#[test]
+fn a_new_network_namespace_has_only_loopback() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    let out = stdout_ok(&b.run(&["cat", "/proc/net/dev"]));
+    let ifaces: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(ifaces, ["lo"]);
+}
+
+#[test]
+fn security_settings_are_applied() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    let out = stdout_ok(&b.run(&[
+        "grep",
+        "-E",
+        "^(CapEff|NoNewPrivs|Seccomp):",
+        "/proc/self/status",
+    ]));
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    // The exact set is the security module's test; here: finalize ran and
+    // dropped capabilities (root on the host has them all).
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("CapEff:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(cap(&out), cap(&host), "capabilities were not reduced");
+}
+
+#[test]
+fn host_files_are_invisible() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    let marker = b.path().join("host-marker");
+    std::fs::write(&marker, "host secret").unwrap();
+    let out = b.run(&[
+        "sh",
+        "-c",
+        &format!(
+            "cat {} ../host-marker /host-marker 2>/dev/null; echo end",
+            marker.display()
+        ),
+    ]);
+    assert_eq!(stdout_ok(&out), "end\n");
+}
+
+#[test]
+fn a_working_directory_through_proc_self_fd_cannot_reach_the_host() {
+    // CVE-2024-21626 class.
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    for n in 3..10 {
+        let mut s = b.spec(&["sh", "-c", "ls ..; cat ../../../../etc/hostname"]);
+        s.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_cwd(format!("/proc/self/fd/{n}").into());
+        b.write_spec(&s);
+        let out = b.run_spec();
+        assert!(
+            !out.status.success(),
+            "cwd /proc/self/fd/{n} was accepted: {}",
+            text(&out.stdout)
+        );
+        assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains("working directory"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn only_stdio_reaches_the_command() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    // ls holds fd 3 itself, open on the directory it lists.
+    let fds: BTreeSet<String> = stdout_ok(&b.run(&["ls", "/proc/self/fd"]))
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        fds,
+        ["0", "1", "2", "3"].iter().map(|s| s.to_string()).collect()
+    );
+    // And from a shell, whose own fds we can list without an extra one.
+    let out = stdout_ok(&b.run(&["sh", "-c", "for f in /proc/$$/fd/*; do echo ${f##*/}; done"]));
+    let fds: BTreeSet<&str> = out.split_whitespace().collect();
+    assert!(
+        fds.iter()
+            .all(|f| ["0", "1", "2"].contains(f) || f.parse::<u32>().unwrap() >= 10),
+        "{fds:?}"
+    );
+}
+
+#[test]
+fn the_runtime_binary_cannot_be_opened_for_writing_from_inside() {
+    // CVE-2019-5736 class.
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    let before = std::fs::read(BIN).unwrap();
+    // While created, pid 1 is the runtime's init: a sealed memfd copy.
+    b.write_spec(&b.spec(&["sleep", "1000"]));
+    let id = b.id("exe");
+    b.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:"),
+        "the init runs from {exe:?}"
+    );
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/exe"));
+    let mut f = match w {
+        Err(_) => None,
+        Ok(f) => Some(f),
+    };
+    if let Some(f) = f.as_mut() {
+        use std::io::Write;
+        assert!(
+            f.write_all(b"pwned").is_err(),
+            "the sealed init binary took a write"
+        );
+    }
+    b.ok(&["start", &id]);
+    // Running: pid 1 is the command; try from inside, through every pid.
+    let out = b
+        .cmd(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "for p in /proc/[0-9]*; do echo x >> $p/exe && echo WROTE $p; done; echo done",
+        ])
+        .output()
+        .unwrap();
+    let stdout = stdout_ok(&out);
+    assert!(!stdout.contains("WROTE"), "{stdout}");
+    assert!(stdout.contains("done"));
+    b.ok(&["kill", &id, "KILL"]);
+    assert!(
+        std::fs::read(BIN).unwrap() == before,
+        "the host's runtime binary changed"
+    );
+}
+
+#[test]
+fn a_dev_null_symlink_in_the_image_cannot_redirect_masks_onto_host_files() {
+    // CVE-2025-31133 class.
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    let marker = b.path().join("host-file");
+    std::fs::write(&marker, "untouched").unwrap();
+    std::os::unix::fs::symlink(&marker, b.rootfs().join("dev/null")).unwrap();
+    let check = "ls -l /dev/null; head -c 1 /proc/kcore | wc -c";
+    let out = stdout_ok(&b.run(&["sh", "-c", check]));
+    assert!(out.starts_with('c'), "/dev/null is not a device: {out}");
+    assert!(
+        out.trim_end().ends_with('0'),
+        "/proc/kcore is not masked: {out}"
+    );
+
+    // Without a /dev tmpfs the image's own /dev is used: the symlink is
+    // replaced by a real node, never followed.
+    let mut s = b.spec(&["sh", "-c", check]);
+    let mounts: Vec<_> = s
+        .mounts()
+        .clone()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.destination() != Path::new("/dev"))
+        .collect();
+    s.set_mounts(Some(mounts));
+    b.write_spec(&s);
+    let out = stdout_ok(&b.run_spec());
+    assert!(out.starts_with('c'), "{out}");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "untouched");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(marker.to_str().unwrap()),
+        "a host mount appeared on the marker"
+    );
+}
+
+#[test]
+fn a_command_not_in_the_image_exits_127() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    let out = b.run(&["no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "berth-runtime: exec: no-such-command: not found in the image"
+    );
+    let out = b.run(&["/etc"]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_dir(b.state.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn exec_joins_the_running_container() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    let id = b.start("exec", &["sleep", "1000"]);
+    let out = b
+        .cmd(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "hostname; cat /proc/1/cmdline; echo; ls /proc/self/fd; exit 5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "berth-test");
+    assert_eq!(lines[1], "sleep\u{0}1000\u{0}");
+    let nf = b.cmd(&["exec", &id, "nope"]).output().unwrap();
+    assert_eq!(nf.status.code(), Some(127));
+    b.ok(&["kill", &id, "KILL"]);
+}
+
+#[test]
+fn spec_writes_a_default_config() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("spec")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = Spec::load(dir.path().join("config.json")).unwrap();
+    assert_eq!(
+        s.process().as_ref().unwrap().args().as_ref().unwrap(),
+        &["sh"]
+    );
+    let again = Command::new(BIN)
+        .arg("spec")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "spec must not overwrite a config");
+}
