@@ -38,8 +38,12 @@ enum Command {
     Kill(container::KillArgs),
     /// Remove containers.
     Rm(container::RmArgs),
+    /// Run a command in a running container.
+    Exec(exec::Args),
     /// Print a container's output.
     Logs(logs::Args),
+    /// Live CPU, memory, network, disk and process counts of containers.
+    Stats(stats::Args),
     /// Show a container as JSON.
     Inspect(container::InspectArgs),
     /// Download an image from a registry.
@@ -111,8 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(a) => container::stop(&ctx, a).await,
         Command::Kill(a) => container::kill(&ctx, a).await,
         Command::Rm(a) => container::rm(&ctx, a).await,
+        Command::Exec(a) => exec::exec(&ctx, a).await,
         Command::Logs(a) => logs::exec(&ctx, a).await,
         Command::Inspect(a) => container::inspect(&ctx, a).await,
+        Command::Stats(a) => stats::exec(&ctx, a).await,
         Command::Pull(a) => pull::exec(&ctx, a).await,
         Command::Images(a) => images::exec(&ctx, a).await,
         Command::Image(c) => image::exec(&ctx, c).await,

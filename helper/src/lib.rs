@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod dbus;
 pub mod images;
 pub mod layers;
+pub mod metrics;
 pub mod reference;
 pub mod registry;
 pub mod runtime;

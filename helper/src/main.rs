@@ -85,10 +85,13 @@ async fn run(args: Args) -> Result<()> {
     let conn = zbus::Connection::system()
         .await
         .with_context(|| format!("connecting to {bus}"))?;
+    let metrics =
+        berthd::metrics::Metrics::spawn(containers.clone(), std::time::Duration::from_secs(1));
     let service = berthd::dbus::serve(
         conn,
         images,
         containers,
+        metrics,
         credentials,
         args.run_root.clone(),
         bus.clone(),

@@ -428,6 +428,12 @@ fn sigkill_of_the_container_is_reported_as_signal_9() {
     assert!(until(10, || client.state().unwrap().status == Status::Running));
     let state = client.state().unwrap();
     let pid = state.pid.expect("the init's pid");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(case.dir().join("shim.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     assert_eq!(Some(pid), case.pid_in("init.pid"));
     client.kill(libc::SIGKILL).unwrap();
     let exit = wait(&client, 20);

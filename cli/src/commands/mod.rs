@@ -2,6 +2,7 @@
 //! (or follows a job) and prints the result.
 
 pub mod container;
+pub mod exec;
 pub mod image;
 pub mod images;
 pub mod info;
@@ -11,3 +12,4 @@ pub mod ps;
 pub mod pull;
 pub mod rmi;
 pub mod run;
+pub mod stats;

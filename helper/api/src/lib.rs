@@ -101,6 +101,27 @@ pub trait Helper1 {
     /// Returns once the container is not running: (exit code, OOM killed, error).
     fn wait_container(&self, id: &str) -> Result<(i64, bool, String)>;
 
+    /// Run a command in a running container; `fds` = [stdin, stdout,
+    /// stderr]. Returns the command's exit code when it ends.
+    fn exec_container(
+        &self,
+        id: &str,
+        args: &[&str],
+        env: &[&str],
+        workdir: &str,
+        fds: Vec<zbus::zvariant::Fd<'_>>,
+        flags: u64,
+    ) -> Result<i32>;
+
+    /// Latest resource sample per container (`ids` empty: all running),
+    /// JSON object keyed by id: time (ms), cpu_ns, cpu_percent,
+    /// memory_usage, memory_limit, memory_working_set, pids, block_read,
+    /// block_write, net_rx, net_tx.
+    fn container_stats(&self, ids: &[&str]) -> Result<String>;
+
+    /// Samples of one container after `since` (ms since the epoch), JSON array.
+    fn container_stats_history(&self, id: &str, since: i64) -> Result<String>;
+
     /// Containers as a JSON array (running ones unless `all`).
     fn list_containers(&self, all: bool) -> Result<String>;
 

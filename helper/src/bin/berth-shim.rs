@@ -36,6 +36,9 @@ struct Args {
     /// Keep the container's stdin open for attached clients.
     #[arg(long)]
     stdin: bool,
+    /// Hold the container's start until the first client attaches.
+    #[arg(long)]
+    wait_attach: bool,
     /// Rotate the log past this many bytes.
     #[arg(long, default_value_t = DEFAULT_LOG_MAX_BYTES)]
     log_max_bytes: u64,
@@ -46,6 +49,7 @@ fn main() {
     let mut opts = ShimOptions::new(a.id, a.bundle, a.runtime, a.runtime_root, a.dir, a.log);
     opts.tty = a.tty;
     opts.stdin = a.stdin;
+    opts.wait_attach = a.wait_attach;
     opts.log_max_bytes = a.log_max_bytes;
     std::process::exit(shim::serve(opts));
 }

@@ -53,6 +53,7 @@ impl Containers {
         );
         so.tty = opts.tty;
         so.stdin = opts.interactive;
+        so.wait_attach = attach.is_some();
         so.shim_binary = Some(self.inner.shim_bin.clone());
         // Recorded before the shim exists: a crash from here on is found by
         // recovery, which looks for the shim.
@@ -85,9 +86,16 @@ impl Containers {
             return Err(Error::Runtime(e.to_string()));
         }
         if let Some(a) = attach {
-            ShimClient::connect(&shim_dir)
-                .and_then(|s| s.attach(a.stdout, a.stderr, a.stdin))
-                .map_err(|e| Error::Runtime(format!("attaching to {}: {e}", c.name)))?;
+            let attached =
+                ShimClient::connect(&shim_dir).and_then(|s| s.attach(a.stdout, a.stderr, a.stdin));
+            if let Err(e) = attached {
+                // The shim holds the start for us; a kill now means it never runs.
+                if let Ok(s) = ShimClient::connect(&shim_dir) {
+                    let _ = s.kill(libc::SIGKILL);
+                }
+                self.watch(&self.find(&c.id)?);
+                return Err(Error::Runtime(format!("attaching to {}: {e}", c.name)));
+            }
         }
         let running = self.find(&c.id)?;
         self.watch(&running);

@@ -31,6 +31,7 @@
 //! exited with the reason.
 
 mod create;
+mod exec;
 mod inspect;
 mod lifecycle;
 mod logs;

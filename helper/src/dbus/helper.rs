@@ -17,6 +17,7 @@ use crate::images::{ImageStore, PullProgress};
 pub struct Helper {
     pub(super) images: ImageStore,
     pub(super) containers: crate::containers::Containers,
+    pub(super) metrics: crate::metrics::Metrics,
     pub(super) credentials: Arc<FileCredentials>,
     pub(super) jobs: Jobs,
     pub(super) auth: auth::Authorizer,
@@ -329,6 +330,59 @@ impl Helper {
     /// Returns once the container is not running: (exit code, OOM killed, error).
     async fn wait_container(&self, id: String) -> Result<(i64, bool, String), Error> {
         super::containers::wait(&self.containers, &id).await
+    }
+
+    /// Run a command in a running container with `fds` = [stdin, stdout,
+    /// stderr]; returns its exit code when it ends.
+    #[allow(clippy::too_many_arguments)]
+    async fn exec_container(
+        &self,
+        id: String,
+        args: Vec<String>,
+        env: Vec<String>,
+        workdir: String,
+        fds: Vec<zvariant::OwnedFd>,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<i32, Error> {
+        self.auth
+            .authorize(conn, &header, Action::ContainerManage, flags)
+            .await?;
+        let fds: Vec<OwnedFd> = fds.into_iter().map(OwnedFd::from).collect();
+        let stdio: [OwnedFd; 3] = fds.try_into().map_err(|_| {
+            Error::InvalidArgument("exec takes exactly three fds: stdin, stdout, stderr".into())
+        })?;
+        let workdir = (!workdir.is_empty()).then_some(workdir);
+        self.containers
+            .exec(&id, &args, &env, workdir.as_deref(), stdio)
+            .await
+            .map_err(super::containers::container_error)
+    }
+
+    /// The latest resource sample of each container in `ids` (all running
+    /// ones if empty), as a JSON object keyed by container id.
+    async fn container_stats(&self, ids: Vec<String>) -> Result<String, Error> {
+        let mut keys = Vec::new();
+        for k in &ids {
+            keys.push(
+                self.containers
+                    .find(k)
+                    .map_err(super::containers::container_error)?
+                    .id,
+            );
+        }
+        Ok(serde_json::to_string(&self.metrics.current(&keys)).expect("serialises"))
+    }
+
+    /// Samples of one container taken after `since` (ms since the epoch),
+    /// oldest first, as a JSON array; up to ten minutes at 1 Hz.
+    async fn container_stats_history(&self, id: String, since: i64) -> Result<String, Error> {
+        let c = self
+            .containers
+            .find(&id)
+            .map_err(super::containers::container_error)?;
+        Ok(serde_json::to_string(&self.metrics.history(&c.id, since)).expect("serialises"))
     }
 
     /// JSON array of containers (running ones unless `all`).

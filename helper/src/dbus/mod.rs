@@ -36,6 +36,7 @@ pub async fn serve(
     conn: zbus::Connection,
     images: ImageStore,
     containers: crate::containers::Containers,
+    metrics: crate::metrics::Metrics,
     credentials: Arc<FileCredentials>,
     run_root: PathBuf,
     bus: String,
@@ -45,6 +46,7 @@ pub async fn serve(
     let helper = helper::Helper {
         images,
         containers,
+        metrics,
         credentials,
         jobs: jobs.clone(),
         auth,

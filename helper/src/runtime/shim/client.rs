@@ -35,6 +35,9 @@ pub struct ShimOptions {
     pub tty: bool,
     /// Keep the container's stdin open for attached clients.
     pub stdin: bool,
+    /// Hold the container's start until the first client attaches, so it
+    /// sees all of the output.
+    pub wait_attach: bool,
     /// Rotate the log past this size.
     pub log_max_bytes: u64,
     /// The `berth-shim` binary; default: next to the current executable
@@ -60,6 +63,7 @@ impl ShimOptions {
             log: log.into(),
             tty: false,
             stdin: false,
+            wait_attach: false,
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             shim_binary: None,
         }
@@ -84,6 +88,9 @@ impl ShimOptions {
         }
         if self.stdin {
             a.push("--stdin".into());
+        }
+        if self.wait_attach {
+            a.push("--wait-attach".into());
         }
         a
     }

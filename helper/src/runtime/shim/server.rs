@@ -179,6 +179,8 @@ struct Shim {
     sinks: Vec<Sink>,
     sources: Vec<Source>,
     create: Option<i32>,
+    /// `start` waits for the first attach (`--wait-attach`).
+    start_held: bool,
     start: Option<i32>,
     started: bool,
     init: Option<i32>,
@@ -259,6 +261,18 @@ fn is_socket(fd: BorrowedFd<'_>) -> bool {
 fn own_output(fd: OwnedFd) -> (OwnedFd, bool) {
     if is_socket(fd.as_fd()) {
         return (fd, true);
+    }
+    // A regular file (`berth run > out.txt`) is written through the
+    // caller's own description: reopening it would start a second one at
+    // offset 0 and overwrite what the caller wrote. Writes to files do not
+    // block, so it needs no non-blocking flag either.
+    if rustix::fs::fstat(fd.as_fd())
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        })
+        .unwrap_or(false)
+    {
+        return (fd, false);
     }
     let reopened = rustix::fs::open(
         format!("/proc/self/fd/{}", fd.as_raw_fd()),
@@ -347,6 +361,7 @@ impl Shim {
             sinks: Vec::new(),
             sources: Vec::new(),
             create: None,
+            start_held: false,
             start: None,
             started: false,
             init: None,
@@ -910,6 +925,9 @@ impl Shim {
             }
         }
         self.reply_ok(i);
+        if self.start_held {
+            self.start_now();
+        }
     }
 
     fn state(&self) -> ShimState {
@@ -1014,6 +1032,17 @@ impl Shim {
             let _ = send_signal(pid, libc::SIGKILL);
             return;
         }
+        // With --wait-attach the container's first output must reach the
+        // client that started it: hold `start` until it has attached.
+        if self.opts.wait_attach && self.sinks.is_empty() {
+            self.start_held = true;
+            return;
+        }
+        self.start_now();
+    }
+
+    fn start_now(&mut self) {
+        self.start_held = false;
         if let Err(e) = self.spawn_start() {
             self.runtime_failed(
                 format!(
