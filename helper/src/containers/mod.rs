@@ -187,9 +187,10 @@ impl Containers {
         self.dir(id).join("log.json")
     }
 
-    /// The cgroup path given to the runtime.
-    fn cgroup_path(id: &str) -> String {
-        format!("/berth/{id}")
+    /// Container `id`'s cgroup, relative to each hierarchy's root (the
+    /// spec's `cgroupsPath` is this with a leading `/`).
+    pub fn cgroup_path(id: &str) -> String {
+        format!("berth/{id}")
     }
 }
 

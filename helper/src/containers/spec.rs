@@ -245,7 +245,9 @@ pub fn build(
         );
     }
     linux.set_resources(Some(resources.build().map_err(|e| e.to_string())?));
-    linux.set_cgroups_path(Some(format!("/berth/{}", input.id).into()));
+    linux.set_cgroups_path(Some(
+        format!("/{}", super::Containers::cgroup_path(input.id)).into(),
+    ));
     base.set_linux(Some(linux));
     Ok(base)
 }

@@ -111,7 +111,7 @@ impl Metrics {
 }
 
 fn sample(id: &str, pid: Option<i32>, now: i64) -> Option<Sample> {
-    let cg = Cgroup::load(&format!("/berth/{id}")).ok()?;
+    let cg = Cgroup::load(&Containers::cgroup_path(id)).ok()?;
     let st = cg.stats().ok()?;
     let (net_rx, net_tx) = pid.map(net_bytes).unwrap_or((0, 0));
     Some(Sample {

@@ -168,8 +168,24 @@ impl Container {
 /// The one place the cgroups manager is called from: until it lands the
 /// container stays in the caller's cgroup, and `linux.resources` is not
 /// enforced.
-fn apply_cgroups(_spec: &oci_spec::runtime::Spec, _pid: i32) -> Result<Option<PathBuf>> {
-    Ok(None)
+fn apply_cgroups(spec: &oci_spec::runtime::Spec, pid: i32) -> Result<Option<PathBuf>> {
+    let Some(linux) = spec.linux() else {
+        return Ok(None);
+    };
+    let Some(path) = linux.cgroups_path() else {
+        return Ok(None);
+    };
+    let rel = path.to_string_lossy().trim_start_matches('/').to_string();
+    let resources = linux.resources().clone().unwrap_or_default();
+    let cg = super::cgroups::Cgroup::create(&rel, &resources)
+        .map_err(|e| Error::Init(format!("setting up the cgroup {rel}: {e}")))?;
+    if let Err(e) = cg.add_task(pid as u32) {
+        let _ = cg.delete();
+        return Err(Error::Init(format!(
+            "moving the container into cgroup {rel}: {e}"
+        )));
+    }
+    Ok(Some(path.clone()))
 }
 
 /// Write atomically, so a supervisor never reads half a pid.

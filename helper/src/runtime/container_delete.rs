@@ -48,6 +48,17 @@ impl Container {
 
 /// The cgroups manager's cleanup, called from this one place (see
 /// `apply_cgroups` in container_create.rs).
-fn remove_cgroups(_container: &Container) -> Result<()> {
-    Ok(())
+fn remove_cgroups(container: &Container) -> Result<()> {
+    let Some(path) = &container.state.cgroups_path else {
+        return Ok(());
+    };
+    let rel = path.to_string_lossy().trim_start_matches('/').to_string();
+    let Ok(cg) = super::cgroups::Cgroup::load(&rel) else {
+        // Already gone.
+        return Ok(());
+    };
+    // Anything the container left behind (it forked and exited) goes too.
+    let _ = cg.kill_all(libc::SIGKILL);
+    cg.delete()
+        .map_err(|e| Error::Init(format!("removing the cgroup {rel}: {e}")))
 }
