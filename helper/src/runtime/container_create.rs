@@ -13,6 +13,8 @@ use super::{namespaces, spec, Context, Error, Result};
 struct Undo {
     dir: PathBuf,
     pid: Option<i32>,
+    /// The cgroup made for the container (relative path).
+    cgroup: Option<String>,
     armed: bool,
 }
 
@@ -26,6 +28,12 @@ impl Drop for Undo {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(path) = &self.cgroup {
+            if let Ok(cg) = super::cgroups::Cgroup::load(path) {
+                let _ = cg.kill_all(libc::SIGKILL);
+                let _ = cg.delete();
+            }
+        }
     }
 }
 
@@ -63,6 +71,7 @@ impl Container {
         let mut undo = Undo {
             dir: dir.clone(),
             pid: None,
+            cgroup: None,
             armed: true,
         };
         let fifo = dir.join(EXEC_FIFO);
@@ -88,6 +97,9 @@ impl Container {
         let stage1 = child.id() as i32;
         undo.pid = Some(stage1);
         let cgroups_path = apply_cgroups(&spec, stage1)?;
+        undo.cgroup = cgroups_path
+            .as_ref()
+            .map(|p| p.to_string_lossy().trim_start_matches('/').to_string());
 
         let config = CreateConfig {
             id: opts.id.clone(),
