@@ -74,7 +74,7 @@ fn join_cgroups(container_pid: i32, pid: i32) -> Result<()> {
     let text = std::fs::read_to_string(&path).ctx(|| format!("reading {path}"))?;
     let base = std::path::Path::new("/sys/fs/cgroup");
     let unified = rustix::fs::statfs(base)
-        .map(|s| s.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64)
+        .map(|s| s.f_type as u64 == libc::CGROUP2_SUPER_MAGIC as u64)
         .unwrap_or(false);
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');

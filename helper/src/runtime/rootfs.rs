@@ -48,7 +48,7 @@ impl CgroupLayout {
     /// Read from `/proc/self/cgroup` and the type of `/sys/fs/cgroup`.
     pub fn detect() -> CgroupLayout {
         let unified = rustix::fs::statfs("/sys/fs/cgroup")
-            .map(|s| s.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64)
+            .map(|s| s.f_type as u64 == libc::CGROUP2_SUPER_MAGIC as u64)
             .unwrap_or(false);
         if unified {
             return CgroupLayout::Unified;
