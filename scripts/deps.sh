@@ -37,4 +37,4 @@ berth_need_cargo() {
 BERTH_RUN_PACKAGES=(ca-certificates curl dbus pkg-config gcc make util-linux
                     docker-registry busybox-static)
 # Packages the tests and benchmarks add.
-BERTH_TEST_PACKAGES=("${BERTH_RUN_PACKAGES[@]}" openssl apache2-utils skopeo umoci procps bc)
+BERTH_TEST_PACKAGES=("${BERTH_RUN_PACKAGES[@]}" openssl apache2-utils skopeo umoci procps bc runc crun)

@@ -211,13 +211,12 @@ pub fn set_ambient(ambient: u64, last_cap: u8) -> Result<()> {
                 0,
             )
         };
+        // As runc does: a capability that cannot be raised (it is not in the
+        // inheritable set, as in `runc spec`'s default) is skipped rather
+        // than failing the container. Not printed: this runs in the
+        // container's init, whose stderr is the container's.
         if rc != 0 {
-            return Err(Error::Capabilities {
-                step: format!(
-                    "raising ambient capability {cap} (it must be permitted and inheritable too)"
-                ),
-                source: os_error(),
-            });
+            tracing::debug!("cannot raise ambient capability {cap}: {}", os_error());
         }
     }
     Ok(())
