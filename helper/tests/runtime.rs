@@ -3,12 +3,18 @@
 //! (`busybox-static`); skipped, loudly, without them.
 
 use std::collections::BTreeSet;
+use std::io::{IoSliceMut, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use berthd::runtime::spec;
 use oci_spec::runtime::Spec;
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
 const APPLETS: &[&str] = &[
@@ -557,4 +563,164 @@ fn spec_writes_a_default_config() {
         .output()
         .unwrap();
     assert!(!again.status.success(), "spec must not overwrite a config");
+}
+
+/// The pty master a runtime sends to the console socket `listener`, and
+/// the message it came with (runc's convention: the pty's path).
+fn receive_pty(listener: &UnixListener) -> (String, OwnedFd) {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing came to the console socket"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accepting on the console socket: {e}"),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = rustix::net::recvmsg(
+        &conn,
+        &mut [IoSliceMut::new(&mut buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let mut fds = Vec::new();
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(got) = m {
+            fds.extend(got);
+        }
+    }
+    assert_eq!(fds.len(), 1, "one fd, the pty master");
+    let name = text(&buf[..msg.bytes]);
+    (name, fds.pop().unwrap())
+}
+
+/// Everything read from a pty master until the other side is closed (EIO).
+fn read_pty(master: OwnedFd) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = f.read(&mut buf) {
+            out.extend_from_slice(&buf[..n]);
+        }
+        let _ = tx.send(text(&out));
+    });
+    rx
+}
+
+fn set_winsize(master: &OwnedFd, rows: u16, cols: u16) {
+    let ws = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(master, ws).unwrap();
+}
+
+/// `tty` and `stty`, for the pty tests.
+fn add_tty_applets(b: &Bundle) {
+    for a in ["tty", "stty"] {
+        std::os::unix::fs::symlink("busybox", b.rootfs().join("bin").join(a)).unwrap();
+    }
+}
+
+#[test]
+fn create_with_a_console_socket_gives_the_container_a_pty() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    add_tty_applets(&b);
+    let mut s = b.spec(&[
+        "sh",
+        "-c",
+        "tty; stty size; stat -L -c 'dev %t:%T' \"$(tty)\" /dev/console; \
+         [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-stdio-is-the-tty; echo to-stderr >&2",
+    ]);
+    s.process_mut().as_mut().unwrap().set_terminal(Some(true));
+    b.write_spec(&s);
+    let sock = b.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let id = b.id("tty");
+    let log = b.path().join("create.stderr");
+    let status = b
+        .cmd(&["create", "--bundle", b.path().to_str().unwrap()])
+        .arg("--console-socket")
+        .arg(&sock)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "create: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let (name, master) = receive_pty(&listener);
+    assert!(name.starts_with("/dev/pts/"), "{name:?}");
+    set_winsize(&master, 33, 111);
+    let out = read_pty(master);
+    b.ok(&["start", &id]);
+    let out = out.recv_timeout(Duration::from_secs(20)).unwrap();
+    let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert_eq!(lines.len(), 6, "{out:?}");
+    assert_eq!(
+        lines[0], name,
+        "the slave the container has is the one named"
+    );
+    assert_eq!(lines[1], "33 111", "{out:?}");
+    assert!(lines[2].starts_with("dev "), "{out:?}");
+    assert_eq!(lines[2], lines[3], "/dev/console is the pty: {out:?}");
+    assert_eq!(lines[4], "all-stdio-is-the-tty", "{out:?}");
+    assert_eq!(lines[5], "to-stderr", "{out:?}");
+    b.wait_status(&id, "stopped");
+    b.ok(&["delete", &id]);
+}
+
+#[test]
+fn exec_with_a_console_socket_gets_its_own_pty() {
+    if !ready() {
+        return;
+    }
+    let b = Bundle::new();
+    add_tty_applets(&b);
+    let id = b.start("exectty", &["sleep", "1000"]);
+    let sock = b.path().join("exec-console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let exec = b
+        .cmd(&["exec", "--tty", "--console-socket"])
+        .arg(&sock)
+        .args([&id, "sh", "-c", "sleep 0.5; tty; stty size; exit 4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (name, master) = receive_pty(&listener);
+    assert!(name.starts_with("/dev/pts/"), "{name:?}");
+    set_winsize(&master, 21, 77);
+    let out = read_pty(master)
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap();
+    let done = exec.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(4), "{}", text(&done.stderr));
+    assert_eq!(out.replace('\r', ""), format!("{name}\n21 77\n"));
+    b.ok(&["kill", &id, "KILL"]);
 }

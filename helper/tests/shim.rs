@@ -1,8 +1,9 @@
 //! berth-shim against a real OCI runtime (as root): logs, wait/exit.json,
 //! attach, stdin, tty, rotation, surviving its parent's SIGKILL.
 //!
-//! The runtime is runc by default; `BERTH_TEST_RUNTIME=berth` uses our own
-//! `berth-runtime`, any other value is taken as a runtime binary's path.
+//! The runtime is our own `berth-runtime` by default (also
+//! `BERTH_TEST_RUNTIME=berth`); `BERTH_TEST_RUNTIME=runc` uses runc, any
+//! other value is taken as a runtime binary's path.
 //! Bundles are busybox-static rootfs dirs with runc-style config.json files.
 
 use std::io::{Read, Write};
@@ -34,13 +35,13 @@ macro_rules! require_root {
 
 fn runtime() -> PathBuf {
     match std::env::var("BERTH_TEST_RUNTIME").as_deref() {
-        Ok("berth") => PathBuf::from(env!("CARGO_BIN_EXE_berth-runtime")),
-        Ok(p) if !p.is_empty() && p != "runc" => PathBuf::from(p),
-        _ => ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
+        Ok("runc") => ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
             .into_iter()
             .map(PathBuf::from)
             .find(|p| p.is_file())
-            .expect("runc is not installed (apt-get install runc), or set BERTH_TEST_RUNTIME"),
+            .expect("runc is not installed (apt-get install runc)"),
+        Ok(p) if !p.is_empty() && p != "berth" => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_berth-runtime")),
     }
 }
 

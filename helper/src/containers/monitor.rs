@@ -5,7 +5,7 @@ use tokio::sync::watch;
 use super::{Containers, Error, Result, RunOptions};
 use crate::images::{now, parse_rfc3339};
 use crate::runtime::overlay;
-use crate::runtime::shim::client::{self as shim, ShimClient};
+use crate::runtime::shim::client as shim;
 use crate::runtime::shim::ExitInfo;
 use crate::state::{ContainerRecord, StateChange};
 
@@ -39,21 +39,18 @@ impl Containers {
         }
     }
 
-    /// Follow a running container's shim until it exits.
+    /// Follow a running container's shim until it exits. Waits on a pidfd
+    /// of the shim, so a running container costs no thread: the shim
+    /// writes `exit.json` before it exits, and that is read then.
     pub(super) fn watch(&self, c: &ContainerRecord) {
         let this = self.clone();
         let c = c.clone();
         let dir = self.shim_dir(&c.id);
         tokio::spawn(async move {
-            let exit = tokio::task::spawn_blocking(move || {
-                ShimClient::connect(&dir)
-                    .and_then(|s| s.wait())
-                    .ok()
-                    .or_else(|| shim::read_exit(&dir))
-            })
-            .await
-            .ok()
-            .flatten();
+            if let Err(e) = wait_for_exit(&dir).await {
+                tracing::warn!("watching the supervisor of {}: {e}", c.name);
+            }
+            let exit = shim::read_exit(&dir);
             if let Err(e) = this.exited(&c, exit).await {
                 tracing::error!("recording the exit of container {}: {e}", c.name);
             }
@@ -140,4 +137,28 @@ impl Containers {
         }
         Ok(())
     }
+}
+
+/// Resolve once the shim recorded in `dir` has exited (at once if it is
+/// already gone, or if its pid now belongs to another process).
+async fn wait_for_exit(dir: &std::path::Path) -> std::io::Result<()> {
+    let Some(info) = shim::info(dir) else {
+        return Ok(());
+    };
+    let Some(pid) = rustix::process::Pid::from_raw(info.pid) else {
+        return Ok(());
+    };
+    let fd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    // Opened after reading the record: make sure it is still the shim.
+    if !shim::alive(dir) {
+        return Ok(());
+    }
+    // SAFETY: the AsyncFd owns the pidfd; nothing else holds or closes it.
+    let afd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)?;
+    let _ = afd.readable().await?;
+    Ok(())
 }

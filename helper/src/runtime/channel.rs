@@ -99,12 +99,19 @@ impl Channel {
     }
 }
 
-/// Send `fd` over the unix socket `sock` (`SCM_RIGHTS`).
-pub fn send_fd(sock: &impl AsRawFd, fd: &impl AsRawFd) -> io::Result<()> {
-    let mut byte = [0u8; 1];
+/// Send `fd` over the unix socket `sock` (`SCM_RIGHTS`), with `name` as
+/// the message's bytes (runc sends the pty's path, `/dev/pts/N`; receivers
+/// such as Berth's shim and go-runc's read and ignore it). An empty name is
+/// sent as one NUL byte: the fd needs at least one byte to travel with.
+pub fn send_fd(sock: &impl AsRawFd, fd: &impl AsRawFd, name: &[u8]) -> io::Result<()> {
+    let mut data = if name.is_empty() {
+        vec![0u8]
+    } else {
+        name.to_vec()
+    };
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
     };
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
@@ -123,19 +130,20 @@ pub fn send_fd(sock: &impl AsRawFd, fd: &impl AsRawFd) -> io::Result<()> {
         (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd.as_raw_fd());
     }
-    // SAFETY: msg is fully initialised.
-    if unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) } < 0 {
+    // SAFETY: msg is fully initialised. (A blocking unix socket takes a
+    // message this short, a path, whole.)
+    if unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
-/// Receive one fd sent with [`send_fd`].
+/// Receive one fd sent with [`send_fd`] (the name is read and dropped).
 pub fn recv_fd(sock: &impl AsRawFd) -> io::Result<OwnedFd> {
-    let mut byte = [0u8; 1];
+    let mut name = [0u8; 4096];
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: name.as_mut_ptr().cast(),
+        iov_len: name.len(),
     };
     // SAFETY: pure computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;

@@ -45,6 +45,11 @@ pub fn run_init_if_requested() {
     if std::env::args_os().nth(1).as_deref() != Some(OsStr::new(INIT_ARG)) {
         return;
     }
+    // Nothing of the runtime's but stdio, the socket and the console
+    // socket. First, before `Channel::new` duplicates the socket: the
+    // duplicate takes the lowest free fd, which is 5 when a console socket
+    // sits at 4, and must not be closed under the channel.
+    close_from(CONSOLE_FD as u32 + 1, false);
     // SAFETY: the runtime put our end of the socket at fd 3 for us.
     let sock = unsafe { UnixStream::from_raw_fd(SYNC_FD) };
     let code = match Channel::new(sock) {
@@ -74,8 +79,6 @@ fn report(ch: &mut Channel, e: Error) -> i32 {
 }
 
 fn stage1(ch: &mut Channel) -> Result<()> {
-    // Nothing of the runtime's but stdio, the socket and the console socket.
-    close_from(CONSOLE_FD as u32 + 1, false);
     // Until exec, other processes in the container may not open our
     // /proc/<pid>/ files (exe, fd, mem): CVE-2019-5736 class, second layer.
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -405,7 +408,7 @@ fn setup_console<S: Syscall>(sys: &S, dev_console: bool) -> Result<()> {
     }
     // SAFETY: the runtime put the console socket at fd 4 for us.
     let sock = unsafe { OwnedFd::from_raw_fd(CONSOLE_FD) };
-    super::channel::send_fd(&sock, &master)
+    super::channel::send_fd(&sock, &master, name.as_os_str().as_bytes())
         .ctx(|| "sending the pty to the console socket".into())?;
     drop(sock);
     drop(master);
