@@ -67,6 +67,9 @@ Berth is running. No display here, so use the command line:
     export DBUS_SYSTEM_BUS_ADDRESS=$bus_address
     export PATH=$bin:\$PATH
     berth pull $demo
+    berth run --rm $demo echo hello from a container
+    berth run -d --name demo --memory 64m $demo sleep 600
+    berth ps; berth stats --no-stream; berth rm -f demo
     berth images
     berth image export $demo /tmp/rootfs
     berth info

@@ -42,6 +42,9 @@ pub struct Sample {
 #[derive(Clone, Default)]
 pub struct Metrics {
     inner: Arc<Mutex<HashMap<String, VecDeque<Sample>>>>,
+    /// Open cgroup handles, so a tick reads counters and does not look the
+    /// hierarchies up again (that costs more than the reading).
+    handles: Arc<Mutex<HashMap<String, Cgroup>>>,
 }
 
 impl Metrics {
@@ -72,9 +75,21 @@ impl Metrics {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         let mut fresh = HashMap::new();
-        for c in &running {
-            if let Some(s) = sample(&c.id, c.pid, now) {
-                fresh.insert(c.id.clone(), s);
+        {
+            let mut handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+            handles.retain(|id, _| running.iter().any(|c| &c.id == id));
+            for c in &running {
+                if !handles.contains_key(&c.id) {
+                    match Cgroup::load(&Containers::cgroup_path(&c.id)) {
+                        Ok(cg) => {
+                            handles.insert(c.id.clone(), cg);
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                if let Some(s) = sample(&handles[&c.id], c.pid, now) {
+                    fresh.insert(c.id.clone(), s);
+                }
             }
         }
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -110,8 +125,7 @@ impl Metrics {
     }
 }
 
-fn sample(id: &str, pid: Option<i32>, now: i64) -> Option<Sample> {
-    let cg = Cgroup::load(&Containers::cgroup_path(id)).ok()?;
+fn sample(cg: &Cgroup, pid: Option<i32>, now: i64) -> Option<Sample> {
     let st = cg.stats().ok()?;
     let (net_rx, net_tx) = pid.map(net_bytes).unwrap_or((0, 0));
     Some(Sample {
