@@ -5,18 +5,9 @@
 # berthd's idle and peak RSS. Needs root (berthd). Usage: bench/pull.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/deps.sh
-berth_need_root
-berth_apt_install "${BERTH_TEST_PACKAGES[@]}"
-berth_need_cargo
 runs=${1:-5}
+. bench/lib.sh
 
-cargo build --release -q -p berthd -p berth -p berth-tests --bins
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin="$target/release"
-
-work=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
-pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     "$bin/berth-seed" --stop-registry "$work/registry" >/dev/null 2>&1 || true
@@ -27,19 +18,14 @@ trap cleanup EXIT
 
 echo "==> registry with the benchmark image"
 registry=$("$bin/berth-seed" --start-registry "$work/registry")
-"$bin/berth-seed" --registry "$registry" --bench-image > "$work/seed.txt"
+"$bin/berth-seed" --registry "$registry" --bench-image > "$work/seed.txt" 2>&1
 cat "$work/seed.txt"
 image="$registry/bench/debian-files:latest"
 
 echo "==> private bus"
-mkdir -p "$work/bus"
-sed -e "s#@SOCKET@#$work/bus/socket#" -e "s#@POLICY@#$PWD/helper/data/org.berth.Helper1.conf#" \
-    scripts/bus.conf.in > "$work/bus/bus.conf"
-dbus-daemon --config-file="$work/bus/bus.conf" --fork --print-pid > "$work/bus/pid"
-pids+=("$(cat "$work/bus/pid")")
-export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$work/bus/socket"
+bench_bus
 
-now() { date +%s.%N; }
+secs() { date +%s.%N; }
 rss() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
 
 berth_times=(); peer_times=(); idle=(); peak=()
@@ -53,9 +39,9 @@ for i in $(seq "$runs"); do
     sleep 1
     idle+=("$(rss "$bpid" VmRSS)")
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    t0=$(now)
+    t0=$(secs)
     "$bin/berth" pull -q "$image"
-    t1=$(now)
+    t1=$(secs)
     peak+=("$(rss "$bpid" VmHWM)")
     berth_times+=("$(echo "$t1 - $t0" | bc)")
     kill "$bpid"; wait "$bpid" 2>/dev/null || true
@@ -63,15 +49,14 @@ for i in $(seq "$runs"); do
     # skopeo + umoci: the same image into an OCI layout, then a rootfs.
     rm -rf "$work/oci" "$work/bundle"
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    t0=$(now)
+    t0=$(secs)
     skopeo copy -q --src-tls-verify=false "docker://$image" "oci:$work/oci:latest"
     umoci unpack --image "$work/oci:latest" "$work/bundle" >/dev/null
-    t1=$(now)
+    t1=$(secs)
     peer_times+=("$(echo "$t1 - $t0" | bc)")
     echo "run $i: berth $(printf %.2f "${berth_times[-1]}") s, skopeo+umoci $(printf %.2f "${peer_times[-1]}") s"
 done
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 mb=$(median "${berth_times[@]}"); mp=$(median "${peer_times[@]}")
 cat <<EOF2
 

@@ -13,18 +13,8 @@
 # the run and gives it back afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/deps.sh
-berth_need_root
-berth_apt_install "${BERTH_TEST_PACKAGES[@]}"
-berth_need_cargo
 runs=${1:-20}
-
-cargo build --release -q -p berthd -p berth -p berth-tests --bins
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin="$target/release"
-
-work=$(mktemp -d /var/tmp/berth-bench-run.XXXXXX)
-pids=()
+. bench/lib.sh
 moved_hugetlb=
 cleanup() {
     set +e
@@ -57,12 +47,7 @@ echo "==> registry, bus, berthd"
 registry=$("$bin/berth-seed" --start-registry "$work/registry")
 "$bin/berth-seed" --registry "$registry" >/dev/null
 image="$registry/demo/busybox:latest"
-mkdir -p "$work/bus"
-sed -e "s#@SOCKET@#$work/bus/socket#" -e "s#@POLICY@#$PWD/helper/data/org.berth.Helper1.conf#" \
-    scripts/bus.conf.in > "$work/bus/bus.conf"
-dbus-daemon --config-file="$work/bus/bus.conf" --fork --print-pid > "$work/bus/pid"
-pids+=("$(cat "$work/bus/pid")")
-export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$work/bus/socket"
+bench_bus
 "$bin/berthd" --root "$work/root" --run-root "$work/run" 2> "$work/berthd.log" &
 bpid=$!
 pids+=("$bpid")
@@ -75,8 +60,6 @@ mkdir -p "$bundle"
 "$bin/berth" image export "$image" "$bundle/rootfs" >/dev/null
 (cd "$bundle" && crun spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"true"/' config.json)
 
-now() { date +%s%N; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%d\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 ms() { echo "scale=1; $1 / 1000000" | bc; }
 
 echo "==> $runs runs each, alternating"
