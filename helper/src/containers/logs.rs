@@ -26,10 +26,8 @@ impl Containers {
             .name("logs".into())
             .spawn(move || {
                 let mut out = std::fs::File::from(out);
-                let (lines, offset) = match logs::read_logs_offset(&path, tail) {
-                    Ok(x) => x,
-                    Err(_) => (Vec::new(), 0),
-                };
+                // No log yet (never started) reads as empty.
+                let (lines, offset) = logs::read_logs_offset(&path, tail).unwrap_or_default();
                 for l in &lines {
                     if write_line(&mut out, l).is_err() {
                         return;
