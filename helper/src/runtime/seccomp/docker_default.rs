@@ -507,7 +507,7 @@ fn allow<'a>(
     rule
 }
 
-fn arg(
+pub(super) fn arg(
     index: usize,
     value: u64,
     value_two: Option<u64>,

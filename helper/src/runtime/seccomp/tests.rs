@@ -1,3 +1,4 @@
+use super::docker_default::arg;
 use super::*;
 
 const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
@@ -239,24 +240,6 @@ fn syscall(
         rule.set_args(Some(args));
     }
     rule
-}
-
-fn arg(
-    index: usize,
-    value: u64,
-    value_two: Option<u64>,
-    op: LinuxSeccompOperator,
-) -> LinuxSeccompArg {
-    let builder = oci_spec::runtime::LinuxSeccompArgBuilder::default()
-        .index(index)
-        .value(value)
-        .op(op);
-    match value_two {
-        Some(two) => builder.value_two(two),
-        None => builder,
-    }
-    .build()
-    .expect("every field of a seccomp argument has a value")
 }
 
 #[test]
