@@ -58,7 +58,10 @@ fn remove_cgroups(container: &Container) -> Result<()> {
         return Ok(());
     };
     // Anything the container left behind (it forked and exited) goes too.
-    let _ = cg.kill_all(libc::SIGKILL);
+    // Usually nothing is: skip the freeze/kill/thaw round then.
+    if cg.procs().map(|p| !p.is_empty()).unwrap_or(true) {
+        let _ = cg.kill_all(libc::SIGKILL);
+    }
     cg.delete()
         .map_err(|e| Error::Init(format!("removing the cgroup {rel}: {e}")))
 }
