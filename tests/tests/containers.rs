@@ -284,6 +284,18 @@ fn containers_outlive_berthd_and_are_found_again() {
         env.ok(&["exec", "survivor", "echo", "still here"]),
         "still here\n"
     );
+    // exec -t: a terminal of its own, relayed; its exit code comes back.
+    let out = env.run(&[
+        "exec",
+        "-t",
+        "survivor",
+        "sh",
+        "-c",
+        "tty; stty size; exit 4",
+    ]);
+    assert_eq!(out.code(), Some(4), "{out:?}");
+    assert!(out.stdout.starts_with("/dev/pts/"), "{out:?}");
+    assert!(out.stdout.contains("24 80"), "{out:?}");
     let logs = env.ok(&["logs", "--tail", "2", "survivor"]);
     assert_eq!(logs.lines().count(), 2, "{logs}");
     assert!(logs.starts_with("tick "));

@@ -8,6 +8,9 @@ pub struct Args {
     /// Keep standard input open (without it, the command reads nothing).
     #[arg(short, long)]
     interactive: bool,
+    /// Give the command a terminal.
+    #[arg(short, long)]
+    tty: bool,
     /// Set an environment variable.
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -29,6 +32,18 @@ pub async fn exec(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     } else {
         devnull.as_fd().into()
     };
+    let (rows, cols) = if a.tty {
+        rustix::termios::tcgetwinsize(&stdout)
+            .map(|w| (w.ws_row, w.ws_col))
+            .unwrap_or((24, 80))
+    } else {
+        (0, 0)
+    };
+    let raw = if a.tty && a.interactive && std::io::IsTerminal::is_terminal(&stdin) {
+        Some(crate::terminal::RawMode::enter()?)
+    } else {
+        None
+    };
     let args: Vec<&str> = a.command.iter().map(String::as_str).collect();
     let env: Vec<&str> = a.env.iter().map(String::as_str).collect();
     let code = ctx
@@ -40,8 +55,13 @@ pub async fn exec(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
             &env,
             a.workdir.as_deref().unwrap_or(""),
             vec![input, stdout.as_fd().into(), stderr.as_fd().into()],
+            a.tty,
+            rows,
+            cols,
             ctx.flags,
         )
-        .await?;
+        .await;
+    drop(raw);
+    let code = code?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -130,6 +130,13 @@ pub async fn exec(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         .to_string();
     if a.detach {
         helper.start_container(&id, Vec::new(), ctx.flags).await?;
+        // A container that could not start at all says why, as docker does.
+        let info: serde_json::Value = serde_json::from_str(&helper.inspect_container(&id).await?)?;
+        if let Some(error) = info["error"].as_str().filter(|e| !e.is_empty()) {
+            eprintln!("berth: {error}");
+            let code = info["exit_code"].as_i64().unwrap_or(125);
+            return Ok(ExitCode::from(code.clamp(1, 255) as u8));
+        }
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
     }

@@ -102,7 +102,9 @@ pub trait Helper1 {
     fn wait_container(&self, id: &str) -> Result<(i64, bool, String)>;
 
     /// Run a command in a running container; `fds` = [stdin, stdout,
-    /// stderr]. Returns the command's exit code when it ends.
+    /// stderr]; with `tty` it gets a terminal of `rows` × `cols`. Returns
+    /// the command's exit code when it ends.
+    #[allow(clippy::too_many_arguments)]
     fn exec_container(
         &self,
         id: &str,
@@ -110,6 +112,9 @@ pub trait Helper1 {
         env: &[&str],
         workdir: &str,
         fds: Vec<zbus::zvariant::Fd<'_>>,
+        tty: bool,
+        rows: u16,
+        cols: u16,
         flags: u64,
     ) -> Result<i32>;
 

@@ -9,7 +9,8 @@ use super::{Containers, Error, Result};
 
 impl Containers {
     /// Run `args` in container `key` with `stdio` (stdin, stdout, stderr);
-    /// returns its exit code.
+    /// with `tty` (rows, columns) the command gets a terminal of that size,
+    /// relayed to stdin and stdout. Returns its exit code.
     pub async fn exec(
         &self,
         key: &str,
@@ -17,6 +18,7 @@ impl Containers {
         env: &[String],
         workdir: Option<&str>,
         stdio: [OwnedFd; 3],
+        tty: Option<(u16, u16)>,
     ) -> Result<i32> {
         let c = self.find(key)?;
         if c.state != "running" {
@@ -39,16 +41,54 @@ impl Containers {
         if let Some(w) = workdir {
             cmd.args(["--cwd", w]);
         }
-        cmd.arg(&c.id).arg("--").args(args);
         let [stdin, stdout, stderr] = stdio;
-        cmd.stdin(Stdio::from(stdin))
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
-            .kill_on_drop(false);
+        let console = match tty {
+            Some(_) => Some(super::exec_tty::ConsoleDir::new()?),
+            None => None,
+        };
+        let mut relay = None;
+        if let (Some(dir), Some(size)) = (&console, tty) {
+            let listener = std::os::unix::net::UnixListener::bind(dir.socket())
+                .map_err(|e| Error::Runtime(format!("making a console socket: {e}")))?;
+            cmd.arg("--tty").arg("--console-socket").arg(dir.socket());
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(stderr));
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let d = done.clone();
+            relay = Some((
+                tokio::task::spawn_blocking(move || {
+                    super::exec_tty::relay(listener, size, stdin, stdout, d)
+                }),
+                done,
+            ));
+        } else {
+            cmd.stdin(Stdio::from(stdin))
+                .stdout(Stdio::from(stdout))
+                .stderr(Stdio::from(stderr));
+        }
+        cmd.arg(&c.id).arg("--").args(args).kill_on_drop(false);
         let status = cmd
             .status()
             .await
             .map_err(|e| Error::Runtime(format!("running berth-runtime exec: {e}")))?;
+        if let Some((threads, done)) = relay {
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            // If the runtime failed before sending the terminal, the relay
+            // still waits in accept(): a connection of our own ends that.
+            if let Some(dir) = &console {
+                let _ = std::os::unix::net::UnixStream::connect(dir.socket());
+            }
+            if let Ok(Ok(threads)) = threads.await {
+                let _ = tokio::task::spawn_blocking(move || {
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                })
+                .await;
+            }
+        }
+        drop(console);
         Ok(status.code().unwrap_or_else(|| {
             128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
         }))

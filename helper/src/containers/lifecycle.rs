@@ -54,6 +54,7 @@ impl Containers {
         so.tty = opts.tty;
         so.stdin = opts.interactive;
         so.wait_attach = attach.is_some();
+        let attached = attach.is_some();
         so.shim_binary = Some(self.inner.shim_bin.clone());
         // Recorded before the shim exists: a crash from here on is found by
         // recovery, which looks for the shim.
@@ -99,6 +100,21 @@ impl Containers {
         }
         let running = self.find(&c.id)?;
         self.watch(&running);
+        // The shim answers as soon as it listens; the container is created
+        // and started after that. Return once it runs (or failed), so the
+        // next call (`exec`, `stop`) finds it.
+        let dir = shim_dir.clone();
+        // A container that could not start is recorded as exited with the
+        // runtime's error (127 for a missing command) by the monitor, where
+        // the caller reads it as it would any exit.
+        let ended = tokio::task::spawn_blocking(move || wait_started(&dir))
+            .await
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        if ended && !attached {
+            // Let the monitor record it first, so what the caller reads next
+            // already says how it ended.
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.wait(&c.id)).await;
+        }
         self.emit(&running, "running");
         Ok(running)
     }
@@ -253,12 +269,36 @@ impl Containers {
             }
         }
         self.inner.images.db().remove_container(&c.id)?;
-        self.inner
-            .status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&c.id);
+        // A `run --rm` client may ask how it ended after it is gone: keep
+        // the last record a minute.
+        let this = self.clone();
+        let id = c.id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            this.inner
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
         self.emit(c, "removed");
         Ok(())
     }
+}
+
+/// Poll the shim until its container left `creating`; true if it has
+/// already ended (it could not start, or ran very briefly).
+fn wait_started(dir: &std::path::Path) -> bool {
+    use crate::runtime::shim::Status;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        match ShimClient::connect(dir).and_then(|s| s.state()) {
+            Ok(st) if st.status == Status::Creating => {}
+            Ok(st) => return st.status == Status::Exited,
+            // The shim is gone (the monitor records why).
+            Err(_) => return true,
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
 }

@@ -32,6 +32,7 @@
 
 mod create;
 mod exec;
+mod exec_tty;
 mod inspect;
 mod lifecycle;
 mod logs;

@@ -20,7 +20,14 @@ impl Containers {
 
     /// Wait until container `key` is not running; returns its record.
     pub async fn wait(&self, key: &str) -> Result<ContainerRecord> {
-        let c = self.find(key)?;
+        let c = match self.find(key) {
+            Ok(c) => c,
+            // Already removed (`run --rm`): its last record, if still kept.
+            Err(e) => {
+                let map = self.inner.status.lock().unwrap_or_else(|p| p.into_inner());
+                return map.get(key).and_then(|tx| tx.borrow().clone()).ok_or(e);
+            }
+        };
         let mut rx = self.subscribe_status(&c.id);
         loop {
             // The database is the truth; the channel only wakes us.

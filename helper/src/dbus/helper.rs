@@ -333,7 +333,8 @@ impl Helper {
     }
 
     /// Run a command in a running container with `fds` = [stdin, stdout,
-    /// stderr]; returns its exit code when it ends.
+    /// stderr]; with `tty` true it gets a terminal of `rows` × `cols`.
+    /// Returns its exit code when it ends.
     #[allow(clippy::too_many_arguments)]
     async fn exec_container(
         &self,
@@ -342,6 +343,9 @@ impl Helper {
         env: Vec<String>,
         workdir: String,
         fds: Vec<zvariant::OwnedFd>,
+        tty: bool,
+        rows: u16,
+        cols: u16,
         flags: u64,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
@@ -355,7 +359,14 @@ impl Helper {
         })?;
         let workdir = (!workdir.is_empty()).then_some(workdir);
         self.containers
-            .exec(&id, &args, &env, workdir.as_deref(), stdio)
+            .exec(
+                &id,
+                &args,
+                &env,
+                workdir.as_deref(),
+                stdio,
+                tty.then_some((rows, cols)),
+            )
             .await
             .map_err(super::containers::container_error)
     }
