@@ -97,15 +97,14 @@ impl Containers {
         let auto_remove = serde_json::from_str::<RunOptions>(&c.options)
             .map(|o| o.auto_remove)
             .unwrap_or(false);
-        if let Some(tx) = self
-            .inner
+        // Kept (and so readable by `wait`) even if nobody waits yet.
+        self.inner
             .status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&c.id)
-        {
-            tx.send_replace(Some(record.clone()));
-        }
+            .entry(c.id.clone())
+            .or_insert_with(|| watch::channel(None).0)
+            .send_replace(Some(record.clone()));
         if auto_remove {
             self.forget(&record).await?;
         }
