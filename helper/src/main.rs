@@ -45,7 +45,11 @@ fn main() -> Result<()> {
         .max_blocking_threads(8)
         .enable_all()
         .build()?;
-    rt.block_on(run(args))
+    let result = rt.block_on(run(args));
+    // Blocking work still running (a log follower whose reader is gone, a
+    // terminal relay) must not keep berthd from exiting.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 async fn run(args: Args) -> Result<()> {
