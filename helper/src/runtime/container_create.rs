@@ -28,11 +28,8 @@ impl Drop for Undo {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(path) = &self.cgroup {
-            if let Ok(cg) = super::cgroups::Cgroup::load(path) {
-                let _ = cg.kill_all(libc::SIGKILL);
-                let _ = cg.delete();
-            }
+        if let Some(rel) = &self.cgroup {
+            let _ = super::container_delete::destroy_cgroup(rel);
         }
     }
 }
@@ -99,7 +96,7 @@ impl Container {
         let cgroups_path = apply_cgroups(&spec, stage1)?;
         undo.cgroup = cgroups_path
             .as_ref()
-            .map(|p| p.to_string_lossy().trim_start_matches('/').to_string());
+            .map(|p| super::container_delete::cgroup_rel(p));
 
         let config = CreateConfig {
             id: opts.id.clone(),
@@ -187,7 +184,7 @@ fn apply_cgroups(spec: &oci_spec::runtime::Spec, pid: i32) -> Result<Option<Path
     let Some(path) = linux.cgroups_path() else {
         return Ok(None);
     };
-    let rel = path.to_string_lossy().trim_start_matches('/').to_string();
+    let rel = super::container_delete::cgroup_rel(path);
     let resources = linux.resources().clone().unwrap_or_default();
     let cg = super::cgroups::Cgroup::create(&rel, &resources)
         .map_err(|e| Error::Init(format!("setting up the cgroup {rel}: {e}")))?;

@@ -49,12 +49,21 @@ impl Container {
 /// The cgroups manager's cleanup, called from this one place (see
 /// `apply_cgroups` in container_create.rs).
 fn remove_cgroups(container: &Container) -> Result<()> {
-    let Some(path) = &container.state.cgroups_path else {
-        return Ok(());
-    };
-    let rel = path.to_string_lossy().trim_start_matches('/').to_string();
-    let Ok(cg) = super::cgroups::Cgroup::load(&rel) else {
-        // Already gone.
+    match &container.state.cgroups_path {
+        Some(path) => destroy_cgroup(&cgroup_rel(path)),
+        None => Ok(()),
+    }
+}
+
+/// A spec's `cgroupsPath` relative to each hierarchy's root.
+pub(super) fn cgroup_rel(path: &std::path::Path) -> String {
+    path.to_string_lossy().trim_start_matches('/').to_string()
+}
+
+/// Kill whatever is left in the cgroup `rel` and remove it; nothing to do
+/// if it is already gone.
+pub(super) fn destroy_cgroup(rel: &str) -> Result<()> {
+    let Ok(cg) = super::cgroups::Cgroup::load(rel) else {
         return Ok(());
     };
     // Anything the container left behind (it forked and exited) goes too.

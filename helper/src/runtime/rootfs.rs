@@ -431,20 +431,31 @@ pub fn sysctl_path(key: &str) -> Result<PathBuf> {
     Ok(PathBuf::from("/proc/sys").join(key.replace('.', "/")))
 }
 
+/// `path` resolved inside `root`, or None when it does not exist (masked
+/// and read-only paths an image lacks are skipped).
+fn resolve_existing<S: Syscall>(
+    sys: &S,
+    root: &Path,
+    path: &Path,
+    what: &str,
+) -> Result<Option<super::syscall::Target>> {
+    match sys.resolve(root, path, Create::No) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(Error::Io {
+            what: format!("opening {what} {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
 /// Hide `path`: a read-only empty tmpfs over a directory, the container's
 /// verified `/dev/null` over anything else. Paths that do not exist are
 /// skipped.
 pub fn mask<S: Syscall>(sys: &S, path: &Path) -> Result<()> {
     let root = Path::new("/");
-    let target = match sys.resolve(root, path, Create::No) {
-        Ok(t) => t,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => {
-            return Err(Error::Io {
-                what: format!("opening masked path {}", path.display()),
-                source: e,
-            })
-        }
+    let Some(target) = resolve_existing(sys, root, path, "masked path")? else {
+        return Ok(());
     };
     if target.kind == Kind::Dir {
         return sys
@@ -477,15 +488,8 @@ pub fn mask<S: Syscall>(sys: &S, path: &Path) -> Result<()> {
 /// Make `path` read-only: bind it onto itself, remount read-only.
 pub fn readonly<S: Syscall>(sys: &S, path: &Path) -> Result<()> {
     let root = Path::new("/");
-    let target = match sys.resolve(root, path, Create::No) {
-        Ok(t) => t,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => {
-            return Err(Error::Io {
-                what: format!("opening read-only path {}", path.display()),
-                source: e,
-            })
-        }
+    let Some(target) = resolve_existing(sys, root, path, "read-only path")? else {
+        return Ok(());
     };
     sys.mount(&MountArgs {
         source: Some(target.path.clone()),
