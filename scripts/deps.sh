@@ -34,7 +34,10 @@ berth_need_cargo() {
 }
 
 # Packages for running berthd and the demo registry.
+# nftables: the firewall of app networks (NAT, isolation, published ports).
 BERTH_RUN_PACKAGES=(ca-certificates curl dbus pkg-config gcc make util-linux
-                    docker-registry busybox-static)
+                    docker-registry busybox-static nftables)
 # Packages the tests and benchmarks add.
-BERTH_TEST_PACKAGES=("${BERTH_RUN_PACKAGES[@]}" openssl apache2-utils skopeo umoci procps bc runc crun)
+# iproute2: the network tests build an "outside" host and inspect links with ip.
+BERTH_TEST_PACKAGES=("${BERTH_RUN_PACKAGES[@]}" openssl apache2-utils skopeo umoci procps bc runc crun
+                     iproute2)

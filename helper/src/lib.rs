@@ -5,7 +5,10 @@
 //! `content` stores blobs by digest, `layers` unpacks them safely, `images`
 //! keeps image records in `state`, and `dbus` serves all of it on the bus.
 //! Arrows point that way only: nothing below `dbus` knows about D-Bus.
+//! `network` gives containers app networks (a bridge per app, network
+//! namespaces, NAT, published ports); it knows nothing of containers.
 
+pub mod apps;
 pub mod cancel;
 pub mod config;
 pub mod containers;
@@ -15,6 +18,7 @@ pub mod dbus;
 pub mod images;
 pub mod layers;
 pub mod metrics;
+pub mod network;
 pub mod reference;
 pub mod registry;
 pub mod runtime;

@@ -5,9 +5,16 @@
 //! berth-seed --stop-registry DIR
 //! berth-seed --registry HOST:PORT [--bench-image] [--user U --password P]
 //! ```
+//!
+//! `--registry` pushes `demo/busybox`, `demo/web`, `demo/api` and
+//! `demo/front` (see `berth_testkit::image::demo`), built from the host's
+//! busybox-static, and prints one `HOST:PORT/REPO:latest DIGEST` line each.
+//! The demo app catalog (`catalog/demo/`) names them as
+//! `${BERTH_DEMO_REGISTRY}/demo/…`: add it with
+//! `--set BERTH_DEMO_REGISTRY=HOST:PORT` (the registry given here).
 
 use anyhow::{bail, Context, Result};
-use berth_testkit::image::{bench_image, busybox_rootfs, ImageBuilder};
+use berth_testkit::image::{bench_image, push_demo_images};
 use berth_testkit::registry::{self, RegistryClient};
 use clap::Parser;
 use std::path::PathBuf;
@@ -70,13 +77,9 @@ fn main() -> Result<()> {
         .ping()
         .with_context(|| format!("reaching the registry at {host}"))?;
 
-    let demo = ImageBuilder::new()
-        .layer(busybox_rootfs()?)
-        .cmd(&["/bin/sh"])
-        .label("org.opencontainers.image.title", "busybox")
-        .build()?;
-    demo.push(&client, "demo/busybox", "latest")?;
-    println!("{host}/demo/busybox:latest {}", demo.digest());
+    for demo in push_demo_images(&client)? {
+        println!("{host}/{}:latest {}", demo.repository, demo.image.digest());
+    }
 
     if args.bench_image {
         let started = Instant::now();

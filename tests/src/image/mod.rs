@@ -9,9 +9,11 @@
 //! - [`tree`] — the merged tree an image should unpack to, and checks of a
 //!   directory against it.
 //! - [`catalog`] — the standard images every integration test can use.
+//! - [`demo`] — the images of Berth's demo app catalog (`berth-seed` pushes them).
 
 pub mod build;
 pub mod catalog;
+pub mod demo;
 pub mod layer;
 pub mod tree;
 
@@ -20,5 +22,6 @@ pub use catalog::{
     bench_image, build_test_images, busybox_binary, busybox_rootfs, push_catalog, push_test_images,
     BenchLayer, TestImages, UnsafeImage,
 };
+pub use demo::{demo_images, push_demo_images, DemoImage, DEMO_PORT};
 pub use layer::{BuiltLayer, Compression, Entry, Layer, RawEntry, RawKind};
 pub use tree::{assert_tree, expected_tree, scan_tree, tree_problems, Expected, Kind, Tree};

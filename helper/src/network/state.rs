@@ -1,0 +1,166 @@
+//! What the kernel cannot tell us: which container holds which address of a
+//! network. One JSON file per network in `<run root>/networks/`, written
+//! whole with rename. It lives under the run root (a tmpfs by default) for
+//! the same time as the kernel objects it describes: a reboot clears both.
+//!
+//! Everything that changes networks holds [`HostLock`], a `flock` on one
+//! file for the whole host: subnets, host ports and the `bn-*` isolation
+//! rules are host-wide, so two berthd (or two threads) must not choose at
+//! the same time.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use super::ipam::Subnet;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub subnet: Subnet,
+    /// Container id → its address.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, Ipv4Addr>,
+}
+
+/// The records of one run root.
+#[derive(Debug, Clone)]
+pub struct Records {
+    dir: PathBuf,
+}
+
+impl Records {
+    pub fn new(dir: PathBuf) -> Records {
+        Records { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    pub fn load(&self, name: &str) -> io::Result<Option<NetworkRecord>> {
+        match fs::read(self.path(name)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, record: &NetworkRecord) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let path = self.path(&record.name);
+        let tmp = path.with_extension("json.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(record).map_err(io::Error::other)?)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// Removes the record, and the directory once it holds none.
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let _ = fs::remove_dir(&self.dir);
+        Ok(())
+    }
+
+    pub fn list(&self) -> io::Result<Vec<NetworkRecord>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if let Some(r) = self.load(name)? {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// An exclusive `flock` held until dropped.
+pub struct HostLock {
+    _file: File,
+}
+
+impl HostLock {
+    pub fn acquire(path: &Path) -> io::Result<HostLock> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+        Ok(HostLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Records::new(dir.path().join("networks"));
+        assert_eq!(r.list().unwrap(), []);
+        assert_eq!(r.load("web").unwrap(), None);
+        let mut rec = NetworkRecord {
+            name: "web".into(),
+            subnet: "10.89.0.0/24".parse().unwrap(),
+            endpoints: BTreeMap::new(),
+        };
+        rec.endpoints
+            .insert("c1".into(), Ipv4Addr::new(10, 89, 0, 2));
+        r.save(&rec).unwrap();
+        r.save(&NetworkRecord {
+            name: "db".into(),
+            subnet: "10.89.1.0/24".parse().unwrap(),
+            endpoints: BTreeMap::new(),
+        })
+        .unwrap();
+        assert_eq!(r.load("web").unwrap(), Some(rec.clone()));
+        let names: Vec<String> = r.list().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["db", "web"]);
+        r.remove("web").unwrap();
+        r.remove("web").unwrap();
+        r.remove("db").unwrap();
+        assert!(
+            !dir.path().join("networks").exists(),
+            "empty directory removed"
+        );
+    }
+
+    #[test]
+    fn the_lock_excludes_another_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = HostLock::acquire(&path).unwrap();
+        let other = File::open(&path).unwrap();
+        assert!(
+            rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_err()
+        );
+        drop(held);
+        assert!(
+            rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+        );
+    }
+}
