@@ -34,6 +34,7 @@ cleanup() {
     sleep 0.5
     umount -R "$work"/root/*/ 2>/dev/null
     rm -rf "$work"
+    [ -n "${runstate:-}" ] && { umount -R "$runstate"/berthd/containers/*/bundle/rootfs 2>/dev/null; rm -rf "$runstate"; }
 }
 trap cleanup EXIT
 
@@ -48,7 +49,10 @@ registry=$("$bin/berth-seed" --start-registry "$work/registry")
 "$bin/berth-seed" --registry "$registry" >/dev/null
 image="$registry/demo/busybox:latest"
 bench_bus
-"$bin/berthd" --root "$work/root" --run-root "$work/run" 2> "$work/berthd.log" &
+# Run-time state on tmpfs, as berthd's default /run/berth and crun's and
+# runc's /run/crun and /run/runc are; the image store and database on disk.
+runstate=$(mktemp -d /run/berth-bench.XXXXXX)
+"$bin/berthd" --root "$work/root" --run-root "$runstate/berthd" 2> "$work/berthd.log" &
 bpid=$!
 pids+=("$bpid")
 for _ in $(seq 100); do "$bin/berth" info >/dev/null 2>&1 && break; sleep 0.05; done
@@ -69,9 +73,9 @@ for i in $(seq "$runs"); do
     t0=$(now); crun run -b "$bundle" "bench-c$i" </dev/null; t1=$(now); c+=($((t1 - t0)))
     t0=$(now); runc run -b "$bundle" "bench-r$i" </dev/null; t1=$(now); r+=($((t1 - t0)))
     t0=$(now)
-    "$bin/berth-runtime" --root "$work/rt" create -b "$bundle" "bench-b$i" </dev/null >/dev/null 2>&1
-    "$bin/berth-runtime" --root "$work/rt" start "bench-b$i"
-    "$bin/berth-runtime" --root "$work/rt" delete --force "bench-b$i"
+    "$bin/berth-runtime" --root "$runstate/rt" create -b "$bundle" "bench-b$i" </dev/null >/dev/null 2>&1
+    "$bin/berth-runtime" --root "$runstate/rt" start "bench-b$i"
+    "$bin/berth-runtime" --root "$runstate/rt" delete --force "bench-b$i"
     t1=$(now); rb+=($((t1 - t0)))
     t0=$(now)
     crun create -b "$bundle" "bench-x$i" </dev/null >/dev/null 2>&1

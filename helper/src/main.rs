@@ -34,7 +34,15 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // The shims and the runtime work from other directories: every path
+    // handed to them must be absolute.
+    let cwd = std::env::current_dir().context("finding the current directory")?;
+    for dir in [&mut args.root, &mut args.run_root] {
+        if dir.is_relative() {
+            *dir = cwd.join(&*dir);
+        }
+    }
     if !rustix::process::geteuid().is_root() {
         bail!("berthd must run as root (it mounts, unpacks images with their owners, and owns a system bus name)");
     }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use berthd::runtime::cgroups::{self, Cgroup};
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroup, LinuxHugepageLimitBuilder,
+    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxThrottleDeviceBuilder,
 };
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -270,4 +272,413 @@ fn stats_load_freeze_and_delete() {
         Err(cgroups::Error::BadPath(_))
     ));
     guard.delete();
+}
+
+#[test]
+fn the_last_container_cgroup_takes_berths_parent_with_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // Two cgroups under Berth's own parent: the first delete leaves the
+    // parent for the second, the second removes it (unless a running
+    // berthd on this machine has containers there too).
+    let a = format!("{}/{}", cgroups::PARENT, unique_path());
+    let b = format!("{}/{}", cgroups::PARENT, unique_path());
+    let ca = Cgroup::create(&a, &LinuxResources::default()).expect("create a");
+    let cb = Cgroup::create(&b, &LinuxResources::default()).expect("create b");
+    let parents = || -> Vec<std::path::PathBuf> {
+        ["memory", "pids", "unified", ""]
+            .iter()
+            .map(|c| {
+                std::path::Path::new("/sys/fs/cgroup")
+                    .join(c)
+                    .join(cgroups::PARENT)
+            })
+            .filter(|p| p.is_dir())
+            .collect()
+    };
+    ca.delete().expect("delete a");
+    assert_nothing_left(&a);
+    assert!(!parents().is_empty(), "the parent went while b still lives");
+    cb.delete().expect("delete b");
+    assert_nothing_left(&b);
+    for p in parents() {
+        let others = std::fs::read_dir(&p)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_type().is_ok_and(|t| t.is_dir()));
+        assert!(others, "{} is left empty", p.display());
+    }
+    // Paths that are not Berth's keep their parents.
+    let outer = unique_path();
+    let inner = format!("{outer}/x");
+    let c = Cgroup::create(&inner, &LinuxResources::default()).expect("create nested");
+    c.delete().expect("delete nested");
+    let kept = Cgroup::load(&outer).expect("the foreign parent stays");
+    kept.delete().expect("delete the foreign parent");
+    assert_nothing_left(&outer);
+}
+
+/// Device rules from the spec's JSON.
+fn device_rules(json: &str) -> Vec<LinuxDeviceCgroup> {
+    serde_json::from_str(json).unwrap()
+}
+
+/// Deny everything; mknod of any char device; /dev/null's numbers.
+const NULL_ONLY: &str = r#"[
+    {"allow": false, "access": "rwm"},
+    {"allow": true, "type": "c", "access": "m"},
+    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+]"#;
+
+/// A directory on a file system that honours device nodes (not nodev),
+/// with `null` (c 1:3) and `zero` (c 1:5) made in it.
+fn device_nodes() -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for (name, minor) in [("null", 3), ("zero", 5)] {
+        let path = std::ffi::CString::new(dir.path().join(name).to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mknod takes no other pointers.
+        let rc = unsafe {
+            libc::mknod(
+                path.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(1, minor),
+            )
+        };
+        assert_eq!(rc, 0, "mknod {name}: {}", std::io::Error::last_os_error());
+    }
+    dir
+}
+
+/// The script that tries the nodes of `device_nodes` (and makes more) from
+/// inside the cgroup, printing one `what:status` per line.
+fn try_devices(dir: &std::path::Path) -> String {
+    let d = dir.display();
+    format!(
+        "busybox head -c 1 {d}/null; echo null:$?; \
+         busybox head -c 1 {d}/zero; echo zero:$?; \
+         busybox mknod {d}/made c 1 5; echo mknod-char:$?; \
+         busybox head -c 1 {d}/made; echo made:$?; \
+         busybox mknod {d}/disk b 8 0; echo mknod-block:$?"
+    )
+}
+
+/// What `try_devices` must print under `NULL_ONLY`, and that the denials
+/// were the kernel's EPERM.
+fn assert_null_only(out: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "null:0",
+        "zero:1",
+        "mknod-char:0",
+        "made:1",
+        "mknod-block:1",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == want),
+            "{want} missing; stdout {stdout:?}, stderr {stderr:?}"
+        );
+    }
+    assert_eq!(
+        stderr.matches("Operation not permitted").count(),
+        3,
+        "zero, made and the block mknod refused with EPERM: {stderr}"
+    );
+}
+
+#[test]
+fn device_rules_deny_all_then_allow() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let nodes = device_nodes();
+    let r = LinuxResourcesBuilder::default()
+        .devices(device_rules(NULL_ONLY))
+        .build()
+        .unwrap();
+    let guard = Guard::new(&r);
+    assert!(
+        guard.cg().devices_enforced(),
+        "this machine can enforce them"
+    );
+    if !guard.cg().is_v2() {
+        let list = std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/devices/{}/devices.list",
+            guard.path
+        ))
+        .unwrap();
+        let mut lines: Vec<&str> = list.lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["c *:* m", "c 1:3 rwm"], "{list}");
+    }
+    let child = spawn_in(guard.cg(), &try_devices(nodes.path()));
+    assert_null_only(&child.wait_with_output().unwrap());
+    guard.delete();
+}
+
+#[test]
+fn device_program_on_the_v2_tree() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // The v2 tree: the only one on v2, /sys/fs/cgroup/unified on the
+    // hybrid layout (where the program works just the same).
+    let root = match cgroups::version() {
+        cgroups::CgroupVersion::V2 => std::path::PathBuf::from("/sys/fs/cgroup"),
+        cgroups::CgroupVersion::Hybrid => std::path::PathBuf::from("/sys/fs/cgroup/unified"),
+        cgroups::CgroupVersion::V1 => {
+            eprintln!("skipped: no cgroup v2 tree on this machine");
+            return;
+        }
+    };
+    struct Dir(std::path::PathBuf, Option<Child>);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.1.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let mut dir = Dir(root.join(unique_path()), None);
+    std::fs::create_dir(&dir.0).unwrap();
+    cgroups::attach_device_program(&dir.0, &device_rules(NULL_ONLY)).expect("attach");
+
+    let nodes = device_nodes();
+    let script = format!("read go; {}", try_devices(nodes.path()));
+    let mut child = Command::new(BUSYBOX)
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn busybox");
+    std::fs::write(dir.0.join("cgroup.procs"), child.id().to_string()).unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_null_only(&out);
+    // Rules that allow everything need no program; bad rules are refused.
+    cgroups::attach_device_program(
+        &dir.0,
+        &device_rules(r#"[{"allow": true, "access": "rwm"}]"#),
+    )
+    .unwrap();
+    assert!(matches!(
+        cgroups::attach_device_program(
+            &dir.0,
+            &device_rules(r#"[{"allow": true, "access": "x"}]"#)
+        ),
+        Err(cgroups::Error::Invalid(_))
+    ));
+    // A program the verifier refuses: its words come back in the error.
+    let no_exit = cgroups::device_rules::Insn {
+        code: 0xb7, // r0 = 0, and no exit
+        regs: 0,
+        off: 0,
+        imm: 0,
+    };
+    let err = cgroups::bpf::load(&[no_exit]).unwrap_err();
+    assert!(err.contains("verifier said"), "{err}");
+    dir.1 = None;
+}
+
+#[test]
+fn cpuset_pins_to_cpu_0_in_a_fresh_nested_path() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // A parent made on the way, like berth/: on v1 both levels must get
+    // cpus and mems, or nothing can join.
+    let outer = unique_path();
+    let inner = format!("{outer}/c");
+    let r = LinuxResourcesBuilder::default()
+        .cpu(
+            LinuxCpuBuilder::default()
+                .cpus("0")
+                .mems("0")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let cg = Cgroup::create(&inner, &r).expect("create");
+    let guard = Guard {
+        cgroup: Some(cg),
+        path: inner.clone(),
+    };
+    struct Outer(String);
+    impl Drop for Outer {
+        fn drop(&mut self) {
+            if let Ok(c) = Cgroup::load(&self.0) {
+                let _ = c.delete();
+            }
+        }
+    }
+    let outer_guard = Outer(outer.clone());
+
+    // The init's way in on v1: a single-threaded process writes 0 to
+    // every `tasks` file; on v2 the runtime moves it.
+    let script = "busybox grep Cpus_allowed_list /proc/$$/status";
+    let child = match guard.cg().self_join_files() {
+        Some(files) => {
+            let join: String = files
+                .iter()
+                .map(|f| format!("echo 0 > {} || exit 9; ", f.display()))
+                .collect();
+            spawn_self_joining(&format!("{join}{script}"))
+        }
+        None => spawn_in(guard.cg(), script),
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "joining failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let allowed = stdout.split(':').nth(1).map(str::trim);
+    assert_eq!(allowed, Some("0"), "{stdout}");
+    guard.delete();
+    drop(outer_guard);
+    assert_nothing_left(&outer);
+}
+
+/// Starts `script` under busybox sh, which moves itself into the cgroup.
+fn spawn_self_joining(script: &str) -> Child {
+    Command::new(BUSYBOX)
+        .args(["sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn busybox")
+}
+
+#[test]
+fn blkio_throttle_is_written() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // loop0 (7:0) exists on nearly every machine, bound or not.
+    if !std::path::Path::new("/sys/dev/block/7:0").exists() {
+        eprintln!("skipped: no block device 7:0");
+        return;
+    }
+    let throttle = |rate: u64| {
+        vec![LinuxThrottleDeviceBuilder::default()
+            .major(7i64)
+            .minor(0i64)
+            .rate(rate)
+            .build()
+            .unwrap()]
+    };
+    let r = LinuxResourcesBuilder::default()
+        .block_io(
+            LinuxBlockIoBuilder::default()
+                .throttle_read_bps_device(throttle(1_048_576))
+                .throttle_write_iops_device(throttle(300))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let guard = Guard::new(&r);
+    if guard.cg().is_v2() {
+        let io_max =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/{}/io.max", guard.path)).unwrap();
+        assert!(
+            io_max
+                .lines()
+                .any(|l| l.starts_with("7:0 rbps=1048576 ") && l.contains("wiops=300")),
+            "{io_max}"
+        );
+    } else {
+        let dir = format!("/sys/fs/cgroup/blkio/{}", guard.path);
+        let read =
+            std::fs::read_to_string(format!("{dir}/blkio.throttle.read_bps_device")).unwrap();
+        let iops =
+            std::fs::read_to_string(format!("{dir}/blkio.throttle.write_iops_device")).unwrap();
+        assert_eq!(read.trim(), "7:0 1048576");
+        assert_eq!(iops.trim(), "7:0 300");
+    }
+    guard.delete();
+}
+
+#[test]
+fn hugetlb_limit_is_written_or_refused_clearly() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    if !std::path::Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
+        eprintln!("skipped: no 2MB huge pages");
+        return;
+    }
+    let r = LinuxResourcesBuilder::default()
+        .hugepage_limits(vec![LinuxHugepageLimitBuilder::default()
+            .page_size("2MB")
+            .limit(4i64 << 20)
+            .build()
+            .unwrap()])
+        .build()
+        .unwrap();
+    // Where hugetlb is: a v1 hierarchy, or a controller of the v2 tree.
+    let v1 = std::path::Path::new("/sys/fs/cgroup/hugetlb/cgroup.procs").exists();
+    let v2_root = match cgroups::version() {
+        cgroups::CgroupVersion::V2 => "/sys/fs/cgroup",
+        _ => "/sys/fs/cgroup/unified",
+    };
+    let on_v2 = std::fs::read_to_string(format!("{v2_root}/cgroup.controllers"))
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb"));
+    let path = unique_path();
+    match Cgroup::create(&path, &r) {
+        Ok(cg) => {
+            let guard = Guard {
+                cgroup: Some(cg),
+                path: path.clone(),
+            };
+            let file = if v1 {
+                format!("/sys/fs/cgroup/hugetlb/{path}/hugetlb.2MB.limit_in_bytes")
+            } else {
+                format!("{v2_root}/{path}/hugetlb.2MB.max")
+            };
+            assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "4194304");
+            // The container's init can get in.
+            let child = match guard.cg().self_join_files() {
+                Some(files) => {
+                    let join: String = files
+                        .iter()
+                        .map(|f| format!("echo 0 > {} || exit 9; ", f.display()))
+                        .collect();
+                    spawn_self_joining(&format!("{join}busybox cat /proc/$$/cgroup"))
+                }
+                None => spawn_in(guard.cg(), "busybox cat /proc/$$/cgroup"),
+            };
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{stdout}");
+            assert!(stdout.contains(&path), "{stdout}");
+            guard.delete();
+        }
+        Err(e) => {
+            assert!(!v1 && !on_v2, "hugetlb is there, yet: {e}");
+            assert!(
+                matches!(
+                    e,
+                    cgroups::Error::Unavailable {
+                        controller: "hugetlb",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            assert_nothing_left(&path);
+        }
+    }
 }

@@ -108,7 +108,11 @@ impl Bundle {
     }
 
     fn id(&self, name: &str) -> String {
-        let id = format!("{name}-{}", std::process::id());
+        // Unique across the tests running side by side: without a
+        // cgroupsPath the runtime names the cgroup after the id, as runc does.
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = format!("{name}-{}-{n}", std::process::id());
         self.ids.borrow_mut().push(id.clone());
         id
     }
@@ -723,4 +727,68 @@ fn exec_with_a_console_socket_gets_its_own_pty() {
     assert_eq!(done.status.code(), Some(4), "{}", text(&done.stderr));
     assert_eq!(out.replace('\r', ""), format!("{name}\n21 77\n"));
     b.ok(&["kill", &id, "KILL"]);
+}
+
+/// A block device of the host (not a loop device if there is another), as
+/// (major, minor).
+fn a_host_disk() -> Option<(u32, u32)> {
+    let mut disks: Vec<(u32, u32)> = std::fs::read_dir("/sys/dev/block")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (major, minor) = name.split_once(':')?;
+            Some((major.parse().ok()?, minor.parse().ok()?))
+        })
+        .collect();
+    disks.sort_by_key(|(major, _)| *major == 7);
+    disks.first().copied()
+}
+
+#[test]
+fn a_container_cannot_use_a_host_disk_it_makes_a_node_for() {
+    // The container keeps CAP_MKNOD (Docker's set) and its /dev is a tmpfs
+    // without nodev: only the device cgroup stands between it and the disk.
+    if !ready() {
+        return;
+    }
+    let Some((major, minor)) = a_host_disk() else {
+        eprintln!("skipped: no block device");
+        return;
+    };
+    let script = format!(
+        "busybox mknod /dev/disk b {major} {minor}; echo mknod:$?; \
+         head -c 1 /dev/disk; echo read:$?; \
+         echo x > /dev/null; echo null:$?"
+    );
+    let b = Bundle::new();
+    // The runtime's own default: deny all but the devices it supplies.
+    let out = b.run(&["sh", "-c", &script]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains("mknod:1\n") && stdout.contains("null:0\n"),
+        "{stdout} {stderr}"
+    );
+    // berthd's (Docker's) rules allow mknod of anything, never the use.
+    let mut s = b.spec(&["sh", "-c", &script]);
+    let mut resources = s
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    resources.set_devices(Some(berthd::containers::spec::docker_device_rules()));
+    s.linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_resources(Some(resources));
+    b.write_spec(&s);
+    let out = b.run_spec();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for want in ["mknod:0\n", "read:1\n", "null:0\n"] {
+        assert!(stdout.contains(want), "{want:?} missing: {stdout} {stderr}");
+    }
+    assert!(
+        stderr.contains("Operation not permitted"),
+        "the read was not refused by the device cgroup: {stderr}"
+    );
 }

@@ -1,9 +1,12 @@
 //! berth-shim against a real OCI runtime (as root): logs, wait/exit.json,
 //! attach, stdin, tty, rotation, surviving its parent's SIGKILL.
 //!
-//! The runtime is our own `berth-runtime` by default (also
-//! `BERTH_TEST_RUNTIME=berth`); `BERTH_TEST_RUNTIME=runc` uses runc, any
-//! other value is taken as a runtime binary's path.
+//! The runtime is our own, driven in the shim's process with a sealed copy
+//! handed down, as berthd does (also `BERTH_TEST_RUNTIME=berth`);
+//! `BERTH_TEST_RUNTIME=cli` runs `berth-runtime`'s command line,
+//! `BERTH_TEST_RUNTIME=runc` uses runc, any other value is taken as a
+//! runtime binary's path. A few tests run the command line path whatever
+//! the setting.
 //! Bundles are busybox-static rootfs dirs with runc-style config.json files.
 
 use std::io::{Read, Write};
@@ -33,6 +36,15 @@ macro_rules! require_root {
     };
 }
 
+/// Drive our own runtime in-process (as berthd does), unless the
+/// environment asks for a runtime's command line.
+fn builtin() -> bool {
+    matches!(
+        std::env::var("BERTH_TEST_RUNTIME").as_deref(),
+        Err(_) | Ok("") | Ok("berth")
+    )
+}
+
 fn runtime() -> PathBuf {
     match std::env::var("BERTH_TEST_RUNTIME").as_deref() {
         Ok("runc") => ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
@@ -40,7 +52,7 @@ fn runtime() -> PathBuf {
             .map(PathBuf::from)
             .find(|p| p.is_file())
             .expect("runc is not installed (apt-get install runc)"),
-        Ok(p) if !p.is_empty() && p != "berth" => PathBuf::from(p),
+        Ok(p) if !p.is_empty() && p != "berth" && p != "cli" => PathBuf::from(p),
         _ => PathBuf::from(env!("CARGO_BIN_EXE_berth-runtime")),
     }
 }
@@ -78,12 +90,32 @@ impl Case {
         );
         opts.tty = tty;
         opts.shim_binary = Some(PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")));
+        if builtin() {
+            opts.builtin = true;
+            opts.sealed_runtime = Some(std::sync::Arc::new(
+                berthd::runtime::exe::sealed_copy(&opts.runtime).expect("sealed copy"),
+            ));
+        }
         Case {
             tmp,
             id,
             cgroup,
             opts,
         }
+    }
+
+    /// The container starts only once a client attached, as berthd asks
+    /// when a client wants all of the output (`run` without `-d`).
+    fn attached_first(mut self) -> Self {
+        self.opts.wait_attach = true;
+        self
+    }
+
+    /// Through `berth-runtime`'s command line, whatever the environment says.
+    fn by_command_line(mut self) -> Self {
+        self.opts.builtin = false;
+        self.opts.sealed_runtime = None;
+        self
     }
 
     fn spawn(&self) -> ShimClient {
@@ -244,7 +276,25 @@ fn until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn output_goes_to_the_log_and_wait_returns_the_exit_code() {
     require_root!();
-    let case = Case::new(&["sh", "-c", "echo hello; echo err >&2; exit 3"], false);
+    output_and_exit_code(Case::new(
+        &["sh", "-c", "echo hello; echo err >&2; exit 3"],
+        false,
+    ));
+}
+
+#[test]
+fn the_runtime_command_line_gives_the_same_output_and_exit_code() {
+    require_root!();
+    if std::env::var("BERTH_TEST_RUNTIME").is_ok_and(|r| r == "runc") {
+        eprintln!("skipped: this is about berth-runtime's command line");
+        return;
+    }
+    output_and_exit_code(
+        Case::new(&["sh", "-c", "echo hello; echo err >&2; exit 3"], false).by_command_line(),
+    );
+}
+
+fn output_and_exit_code(case: Case) {
     let client = case.spawn();
     let exit = wait(&client, 20);
     assert_eq!(exit.exit_code, 3);
@@ -293,7 +343,11 @@ fn output_goes_to_the_log_and_wait_returns_the_exit_code() {
 #[test]
 fn a_missing_command_exits_127_with_the_runtimes_message() {
     require_root!();
-    let case = Case::new(&["no-such-command"], false);
+    missing_command(Case::new(&["no-such-command"], false));
+    missing_command(Case::new(&["no-such-command"], false).by_command_line());
+}
+
+fn missing_command(case: Case) {
     let client = case.spawn();
     let exit = wait(&client, 20);
     assert_eq!(exit.exit_code, 127, "{exit:?}");
@@ -384,7 +438,9 @@ fn logs_rotate_past_the_size_limit() {
 #[test]
 fn the_shim_outlives_its_parent() {
     require_root!();
-    let case = Case::new(&["sh", "-c", "sleep 1; echo done; exit 7"], false);
+    let mut case = Case::new(&["sh", "-c", "sleep 1; echo done; exit 7"], false);
+    // No fd to hand down through the shell: the shim copies the runtime.
+    case.opts.sealed_runtime = None;
     // The parent stands in for berthd: it starts the shim, then is killed
     // with its whole process group.
     let script = "\"$0\" \"$@\" || exit 1; echo ready; exec sleep 1000";
@@ -458,7 +514,10 @@ fn sigterm_to_the_shim_is_forwarded_and_the_shim_waits() {
         false,
     );
     let client = case.spawn();
-    assert!(until(10, || client.state().unwrap().status == Status::Running));
+    assert!(until(10, || match client.state() {
+        Ok(st) => st.status == Status::Running,
+        Err(e) => panic!("{e}; the run ended: {:?}", shim::read_exit(case.dir())),
+    }));
     std::thread::sleep(Duration::from_millis(200));
     let shim_pid = case.pid_in("shim.pid").unwrap();
     // SAFETY: kill(2) of the shim this test started.
@@ -476,7 +535,8 @@ fn tty_mode_has_a_pty_that_resizes() {
     let case = Case::new(
         &["sh", "-c", "tty; sleep 1; stty size; echo to-stderr >&2"],
         true,
-    );
+    )
+    .attached_first();
     let client = case.spawn();
     let (out_r, out_w) = pipe();
     let (_err_r, err_w) = pipe();
@@ -514,7 +574,7 @@ fn a_bad_bundle_fails_the_spawn_with_a_message() {
 fn a_client_that_does_not_read_does_not_stall_the_container() {
     require_root!();
     // About 1.9 MB of output: more than a pipe and the 1 MiB backlog hold.
-    let mut case = Case::new(&["sh", "-c", "seq 1 300000; echo end >&2"], false);
+    let mut case = Case::new(&["sh", "-c", "seq 1 300000; echo end >&2"], false).attached_first();
     case.opts.log_max_bytes = 1 << 30;
     let client = case.spawn();
     let (out_r, out_w) = pipe();
@@ -522,7 +582,7 @@ fn a_client_that_does_not_read_does_not_stall_the_container() {
     client.attach(out_w.as_fd(), err_w.as_fd(), None).unwrap();
     drop((out_w, err_w));
     let exit = wait(&client, 30);
-    assert_eq!(exit.exit_code, 0);
+    assert_eq!(exit.exit_code, 0, "{exit:?}");
     let lines = case.lines();
     assert_eq!(lines.len(), 300_001);
     assert_eq!(lines[299_999].1, "300000\n");
@@ -535,5 +595,49 @@ fn a_client_that_does_not_read_does_not_stall_the_container() {
             .recv_timeout(Duration::from_secs(10))
             .unwrap(),
         "end\n"
+    );
+}
+
+#[test]
+fn a_spare_shim_takes_a_container_later_and_holds_no_stray_fds() {
+    require_root!();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berth-shim"));
+    // A pipe whose write end leaks into the spare (not close-on-exec), as a
+    // client's pipe received over D-Bus can in berthd: the spare must not
+    // keep it open, or the client never sees end-of-file.
+    let (leak_r, leak_w) = pipe();
+    rustix::io::fcntl_setfd(&leak_w, rustix::io::FdFlags::empty()).unwrap();
+    let spare = shim::spawn_spare(&bin).expect("start a spare");
+    drop(leak_w);
+    let eof = read_to_end(leak_r);
+    assert_eq!(
+        eof.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "",
+        "the spare holds a stray copy of the pipe"
+    );
+
+    let case = Case::new(&["sh", "-c", "echo from-spare; exit 4"], false);
+    let info = spare.assign(&case.opts).expect("assign the spare");
+    assert!(shim::alive(case.dir()));
+    assert_eq!(case.pid_in("shim.pid"), Some(info.pid));
+    let client = ShimClient::connect(case.dir()).unwrap();
+    let exit = wait(&client, 20);
+    assert_eq!(exit.exit_code, 4, "{exit:?}");
+    assert!(case
+        .lines()
+        .contains(&(Stream::Stdout, "from-spare\n".into())));
+
+    // An unassigned spare goes away with its owner's end of the socket.
+    let spare = shim::spawn_spare(&bin).expect("start another spare");
+    let pid = spare.pid();
+    let running = || {
+        // A zombie (exited, not yet reaped by init) has an empty cmdline.
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+    };
+    assert!(running(), "the spare {pid} is not running");
+    drop(spare);
+    assert!(
+        until(10, || !running()),
+        "the spare outlived its control socket"
     );
 }

@@ -389,3 +389,202 @@ fn hostname() -> String {
         .trim()
         .to_string()
 }
+
+/// `(host_id, size)` of a container's `--userns=auto` block, from inspect.
+fn userns_block(env: &Env, name: &str) -> (u64, u64) {
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", name])).unwrap();
+    let uid = &v["id_mappings"]["uid_map"];
+    assert_eq!(uid, &v["id_mappings"]["gid_map"], "{v}");
+    assert_eq!(uid.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(uid[0]["container_id"], 0, "{v}");
+    assert_eq!(v["options"]["userns"], "auto", "{v}");
+    (
+        uid[0]["host_id"].as_u64().unwrap(),
+        uid[0]["size"].as_u64().unwrap(),
+    )
+}
+
+fn container_id(env: &Env, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", name])).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// The lines of `/proc/<pid>/uid_map` (or gid_map), whitespace squeezed.
+fn id_map(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn userns_auto_maps_root_to_a_private_host_range() {
+    use std::os::unix::fs::MetadataExt;
+    let mut env = start();
+    let volume = berth_testkit::fsutil::TestDir::new("berth-userns-volume-").unwrap();
+    std::fs::write(volume.join("from-host"), "host data\n").unwrap();
+    let host_dir = berth_testkit::fsutil::TestDir::new("berth-userns-host-").unwrap();
+    let marker = host_dir.join("marker").display().to_string();
+    std::fs::write(&marker, "host").unwrap();
+    let vol = format!("{}:/data", volume.path().display());
+
+    // Root inside, a block of unprivileged ids outside; Docker's
+    // capabilities; /proc, /sys, /dev, /dev/pts, mqueue and the /etc
+    // files work; a volume keeps its host owners.
+    let script = format!(
+        "id -u; id -g; cat /proc/self/uid_map; cat /proc/self/gid_map; \
+         grep ^CapEff: /proc/self/status; \
+         echo written > /written-by-container; mkdir /made-dir; \
+         test -e {marker} && echo host-visible || echo host-hidden; \
+         test -c /dev/null && echo > /dev/null && echo dev-ok; \
+         test -c /dev/pts/ptmx && echo pts-ok; \
+         test -d /dev/mqueue && grep -q ' /dev/mqueue mqueue ' /proc/mounts && echo mqueue-ok; \
+         test -d /sys/kernel && echo sys-ok; \
+         grep -q userns-a /etc/hosts && cat /etc/hostname && test -r /etc/resolv.conf && echo etc-ok; \
+         echo '10.0.0.1 extra' >> /etc/hosts && echo hosts-writable; \
+         cat /data/from-host; touch /data/by-container 2>/dev/null && echo vol-writable || echo vol-readonly-to-root"
+    );
+    let out = env.run(&[
+        "run",
+        "--name",
+        "userns-a",
+        "--userns=auto",
+        "-v",
+        &vol,
+        &env.image,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.success(), "{out:?}");
+    let (start, size) = userns_block(&env, "userns-a");
+    assert_eq!(size, 65536);
+    assert!(start >= 65536, "the block {start} overlaps ordinary ids");
+    let squeezed = id_map(&out.stdout);
+    let lines: Vec<&str> = squeezed.iter().map(String::as_str).collect();
+    let map = format!("0 {start} 65536");
+    assert_eq!(lines[..4], ["0", "0", &map, &map], "{out:?}");
+    assert_eq!(lines[4], "CapEff: 00000000a80425fb", "{out:?}");
+    assert_eq!(
+        lines[5..],
+        [
+            "host-hidden",
+            "dev-ok",
+            "pts-ok",
+            "mqueue-ok",
+            "sys-ok",
+            "userns-a",
+            "etc-ok",
+            "hosts-writable",
+            "host data",
+            "vol-readonly-to-root",
+        ],
+        "{out:?}"
+    );
+    // On the host the container's writes belong to the block's first id;
+    // the shared layers keep their owners.
+    let id_a = container_id(&env, "userns-a");
+    let upper = env
+        .berthd
+        .root()
+        .join("containers")
+        .join(&id_a)
+        .join("upper");
+    for f in ["written-by-container", "made-dir"] {
+        let md = std::fs::metadata(upper.join(f)).unwrap();
+        assert_eq!((md.uid() as u64, md.gid() as u64), (start, start), "{f}");
+    }
+    let layers = env.berthd.root().join("layers");
+    let foreign = std::process::Command::new("find")
+        .arg(&layers)
+        .args(["-uid", &start.to_string(), "-print", "-quit"])
+        .output()
+        .unwrap();
+    assert!(foreign.stdout.is_empty(), "a shared layer was chowned");
+    assert!(!volume.join("by-container").exists());
+
+    // Two containers (one exited, one running) hold disjoint blocks; the
+    // running one is seen from the host with the same map; exec joins it.
+    let id_b = env
+        .ok(&[
+            "run", "-d", "--name", "userns-b", "--userns", "auto", &env.image, "sleep", "60",
+        ])
+        .trim()
+        .to_string();
+    let (start_b, _) = userns_block(&env, "userns-b");
+    assert!(
+        start_b >= start + 65536 || start_b + 65536 <= start,
+        "blocks overlap: {start} and {start_b}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "userns-b"])).unwrap();
+    let pid = v["pid"].as_i64().unwrap();
+    let host_view = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(id_map(&host_view), [format!("0 {start_b} 65536")]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().nth(1),
+        Some(start_b.to_string().as_str()),
+        "{uid_line}"
+    );
+    assert_eq!(env.ok(&["exec", "userns-b", "id", "-u"]), "0\n");
+    assert_eq!(
+        id_map(&env.ok(&["exec", "userns-b", "cat", "/proc/self/uid_map"])),
+        [format!("0 {start_b} 65536")]
+    );
+
+    // Blocks stay reserved across a restart of berthd.
+    env.berthd.restart().unwrap();
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--userns=auto",
+        &env.image,
+        "cat",
+        "/proc/self/uid_map",
+    ]);
+    assert!(out.success(), "{out:?}");
+    let third: u64 = id_map(&out.stdout)[0]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    for held in [start, start_b] {
+        assert!(
+            third >= held + 65536 || third + 65536 <= held,
+            "{third} given out while {held} is held"
+        );
+    }
+
+    // rm frees the block (the next container may take it) and leaves no
+    // mount behind.
+    env.ok(&["rm", "-f", "userns-a", "userns-b"]);
+    for id in [&id_a, &id_b] {
+        assert!(leftovers(id).is_empty(), "{:?}", leftovers(id));
+    }
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "userns-c",
+        "--userns=auto",
+        &env.image,
+        "sleep",
+        "30",
+    ]);
+    let (start_c, _) = userns_block(&env, "userns-c");
+    assert_eq!(start_c, start.min(start_b), "the freed block is reused");
+    let id_c = container_id(&env, "userns-c");
+    env.ok(&["rm", "-f", "userns-c"]);
+    assert!(leftovers(&id_c).is_empty(), "{:?}", leftovers(&id_c));
+
+    // Unknown modes are refused, naming the accepted ones.
+    let out = env.run(&["run", "--userns=private", &env.image, "true"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("`private`")
+            && out.stderr.contains("host")
+            && out.stderr.contains("auto"),
+        "{out:?}"
+    );
+}

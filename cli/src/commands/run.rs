@@ -3,7 +3,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use berth_api::options::{parse_cpus, parse_memory, parse_pids, parse_volume};
+use berth_api::options::{parse_cpus, parse_memory, parse_pids, parse_userns, parse_volume};
 use berth_api::{Network, RunOptions};
 
 use crate::{progress, Ctx};
@@ -43,6 +43,10 @@ pub struct Args {
     /// `none` (only loopback) or `host`.
     #[arg(long, default_value = "none")]
     network: String,
+    /// `host` (container root is host root) or `auto` (container ids
+    /// 0-65535 map to an unprivileged host range of their own).
+    #[arg(long, default_value = "host", value_name = "host|auto")]
+    userns: String,
     /// Bind a host directory: HOSTDIR:PATH[:ro].
     #[arg(short, long = "volume", value_name = "HOSTDIR:PATH[:ro]")]
     volume: Vec<String>,
@@ -111,7 +115,7 @@ impl Args {
             tty: self.tty,
             interactive: self.interactive,
             auto_remove: self.rm,
-            userns_auto: false,
+            userns: parse_userns(&self.userns)?,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Parsing `berth run` options the way Docker does, with errors that name
 //! the bad value and show a good one. Shared by the CLI, the app and berthd.
 
-use crate::Volume;
+use crate::{UsernsMode, Volume};
 
 /// A bad option, named, with what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +110,17 @@ pub fn parse_volume(s: &str) -> Result<Volume, OptionError> {
     })
 }
 
+/// `--userns`: `host` or `auto`.
+pub fn parse_userns(s: &str) -> Result<UsernsMode, OptionError> {
+    match s {
+        "host" | "" => Ok(UsernsMode::Host),
+        "auto" => Ok(UsernsMode::Auto),
+        other => Err(OptionError(format!(
+            "unknown --userns mode `{other}`: use host (the default) or auto"
+        ))),
+    }
+}
+
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn check_name(name: &str) -> Result<(), OptionError> {
     let b = name.as_bytes();
@@ -185,6 +196,30 @@ mod tests {
         assert!(parse_volume("/a:/b/../c").is_err());
         assert!(parse_volume("/a:/b:rx").is_err());
         assert!(parse_volume("/a").is_err());
+    }
+
+    #[test]
+    fn userns_modes() {
+        assert_eq!(parse_userns("auto").unwrap(), UsernsMode::Auto);
+        assert_eq!(parse_userns("host").unwrap(), UsernsMode::Host);
+        let e = parse_userns("keep-id").unwrap_err().to_string();
+        assert!(
+            e.contains("`keep-id`") && e.contains("host") && e.contains("auto"),
+            "{e}"
+        );
+        // On the bus: a string, checked the same way; absent is host.
+        let o: crate::RunOptions = serde_json::from_str(r#"{"userns":"auto"}"#).unwrap();
+        assert_eq!(o.userns, UsernsMode::Auto);
+        assert_eq!(
+            serde_json::to_value(&o).unwrap()["userns"],
+            serde_json::json!("auto")
+        );
+        let o: crate::RunOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(o.userns, UsernsMode::Host);
+        let e = serde_json::from_str::<crate::RunOptions>(r#"{"userns":"private"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use host (the default) or auto"), "{e}");
     }
 
     #[test]

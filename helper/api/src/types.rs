@@ -110,8 +110,60 @@ pub struct RunOptions {
     pub interactive: bool,
     /// Remove the container when it exits.
     pub auto_remove: bool,
-    /// Map container root to an unprivileged host range.
-    pub userns_auto: bool,
+    /// `host` (the default: container ids are host ids) or `auto` (the
+    /// container's ids 0..65535 are a host range of their own).
+    pub userns: UsernsMode,
+}
+
+/// `--userns`: which user namespace a container runs in. On the bus and
+/// in records it is the string `host` or `auto`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum UsernsMode {
+    /// The host's: root in the container is root on the host (Docker's default).
+    #[default]
+    Host,
+    /// A new user namespace whose uids and gids 0..65535 map to a block of
+    /// 65536 unprivileged host ids that no other container of this berthd
+    /// holds (Podman's `--userns=auto`).
+    Auto,
+}
+
+impl UsernsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsernsMode::Host => "host",
+            UsernsMode::Auto => "auto",
+        }
+    }
+}
+
+impl std::fmt::Display for UsernsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for UsernsMode {
+    type Err = crate::options::OptionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::options::parse_userns(s)
+    }
+}
+
+impl TryFrom<String> for UsernsMode {
+    type Error = crate::options::OptionError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<UsernsMode> for String {
+    fn from(m: UsernsMode) -> String {
+        m.as_str().to_string()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

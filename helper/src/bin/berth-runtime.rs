@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use berthd::runtime::container::DEFAULT_STATE_ROOT;
-use berthd::runtime::{self, exec_in, spec, Container, CreateOptions, ExecOptions};
+use berthd::runtime::{self, exec_in, hooks, spec, Container, CreateOptions, ExecOptions};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -124,11 +124,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             console_socket,
             id,
         } => {
-            Container::create(create_options(&root, id, bundle, pid_file, console_socket))?;
+            let c = Container::create(create_options(&root, id, bundle, pid_file, console_socket))?;
+            after_create(&c)?;
             Ok(0)
         }
         Cmd::Start { id } => {
-            Container::load(&root, &id)?.start()?;
+            let c = Container::load(&root, &id)?;
+            c.start()?;
+            after_start(&c);
             Ok(0)
         }
         Cmd::State { id } => {
@@ -142,7 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Delete { force, id } => {
-            Container::load(&root, &id)?.delete(force)?;
+            delete_with_hooks(Container::load(&root, &id)?, force)?;
             Ok(0)
         }
         Cmd::Run {
@@ -157,15 +160,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             let forward = (!detach).then(block_forwarded_signals);
             let c = Container::create(create_options(&root, id, bundle, pid_file, console_socket))?;
+            after_create(&c)?;
             if let Err(e) = c.start() {
-                let _ = c.delete(true);
+                let _ = delete_with_hooks(c, true);
                 return Err(e.into());
             }
+            after_start(&c);
             if detach {
                 return Ok(0);
             }
             let code = wait_forwarding(c.pid(), &forward.expect("not detached"));
-            let _ = c.delete(true);
+            let _ = delete_with_hooks(c, true);
             Ok(code?)
         }
         Cmd::Exec {
@@ -235,6 +240,52 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Save the config's hooks for the later verbs and run the `createRuntime`
+/// and `prestart` ones. Should one fail, the container is deleted (the
+/// spec's "stop the container and continue the lifecycle at delete") and
+/// `create` fails.
+fn after_create(c: &Container) -> anyhow::Result<()> {
+    let spec = spec::load(&c.state.bundle)?;
+    let Some(h) = spec.hooks().as_ref() else {
+        return Ok(());
+    };
+    let in_container =
+        |v: &Option<Vec<oci_spec::runtime::Hook>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    if in_container(h.create_container()) || in_container(h.start_container()) {
+        eprintln!("berth-runtime: warning: createContainer and startContainer hooks are not supported; ignoring them");
+    }
+    let result = hooks::save(&c.dir, Some(h))
+        .context("saving the config's hooks")
+        .and_then(|()| {
+            let state = c.oci_state();
+            hooks::run("createRuntime", h.create_runtime().as_ref(), &state)?;
+            hooks::run("prestart", h.prestart().as_ref(), &state)?;
+            Ok(())
+        });
+    if let Err(e) = result {
+        let _ = delete_with_hooks(c.clone(), true);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// `poststart` hooks: a failure is only a warning.
+fn after_start(c: &Container) {
+    let h = hooks::load(&c.dir);
+    hooks::run_warn("poststart", h.poststart().as_ref(), &c.oci_state());
+}
+
+/// Delete the container, then run its `poststop` hooks (a failure is only
+/// a warning).
+fn delete_with_hooks(c: Container, force: bool) -> anyhow::Result<()> {
+    let h = hooks::load(&c.dir);
+    let mut state = c.oci_state();
+    c.delete(force)?;
+    state.status = runtime::Status::Stopped;
+    hooks::run_warn("poststop", h.poststop().as_ref(), &state);
+    Ok(())
 }
 
 fn create_options(

@@ -11,6 +11,10 @@
 //!
 //! [access]
 //! group = "berth"                    # may manage Berth where polkit does not run
+//!
+//! [userns]
+//! user = "berth"                     # --userns=auto takes host ids from this user's
+//!                                    # ranges in /etc/subuid and /etc/subgid
 //! ```
 //!
 //! Every key is optional. Unknown keys are an error naming the key, so a typo
@@ -32,6 +36,26 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub access: Access,
+    #[serde(default)]
+    pub userns: Userns,
+}
+
+/// Where `--userns=auto` containers get their host ids.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Userns {
+    /// The user whose entries in /etc/subuid and /etc/subgid are the host
+    /// ids to hand out; without entries, a built-in range is used (see
+    /// [`crate::containers::userns`]).
+    pub user: String,
+}
+
+impl Default for Userns {
+    fn default() -> Self {
+        Userns {
+            user: "berth".into(),
+        }
+    }
 }
 
 /// Who may manage Berth where polkit does not run.
@@ -121,6 +145,9 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if c.userns.user.is_empty() || c.userns.user.contains(':') {
+            return Err("userns.user must be a user name as /etc/subuid writes it".into());
+        }
         if c.limits.max_parallel_downloads == 0 {
             return Err("limits.max_parallel_downloads must be at least 1".into());
         }
@@ -147,6 +174,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.registries.insecure, vec!["r.lan:5000"]);
         assert_eq!(c.limits.max_layer_bytes, 10);
+    }
+
+    #[test]
+    fn userns_user() {
+        assert_eq!(Config::parse("").unwrap().userns.user, "berth");
+        let c = Config::parse("[userns]\nuser = \"containers\"\n").unwrap();
+        assert_eq!(c.userns.user, "containers");
+        assert!(Config::parse("[userns]\nuser = \"\"\n").is_err());
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! `create`: record a container and make its files. Nothing runs yet.
 
-use super::{io_err, new_id, new_name, Containers, Error, Result, RunOptions};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::userns::{self, IdRange};
+use super::{io_err, new_id, new_name, Containers, Error, Result, RunOptions, UsernsMode};
 use crate::images::now;
 use crate::state::ContainerRecord;
 
@@ -29,6 +33,18 @@ impl Containers {
                 }
             }
         };
+        // A block is chosen and recorded under one lock, so two creates
+        // never take the same one.
+        let alloc_guard = (opts.userns == UsernsMode::Auto).then(|| {
+            self.inner
+                .userns_alloc
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        });
+        let userns = match opts.userns {
+            UsernsMode::Host => None,
+            UsernsMode::Auto => Some(self.allocate_userns()?),
+        };
         let record = ContainerRecord {
             id: id.clone(),
             name,
@@ -42,6 +58,7 @@ impl Containers {
             exit_code: 0,
             oom_killed: false,
             error: String::new(),
+            userns: userns.map(|r| (r.start, r.size)),
         };
         // The row first: whatever is made after it is found again by it.
         db.insert_container(&record).map_err(|e| match e {
@@ -51,6 +68,7 @@ impl Containers {
             )),
             other => other.into(),
         })?;
+        drop(alloc_guard);
         if let Err(e) = self.make_files(&record, opts) {
             let _ = std::fs::remove_dir_all(self.dir(&id));
             let _ = db.remove_container(&id);
@@ -60,12 +78,35 @@ impl Containers {
         Ok(record)
     }
 
-    /// `upper/`, `work/`, and the per-container /etc files.
+    /// A free block of host ids for a `--userns=auto` container (the
+    /// caller holds `userns_alloc` until the block is recorded).
+    fn allocate_userns(&self) -> Result<IdRange> {
+        let user = &self.inner.images.config().userns.user;
+        let pool = userns::pool(user, &userns::HostIds::read()).map_err(Error::InvalidArgument)?;
+        let mut used: Vec<IdRange> = self
+            .inner
+            .images
+            .db()
+            .userns_ranges()?
+            .into_iter()
+            .map(|(start, size)| IdRange::new(start, size))
+            .collect();
+        used.extend(userns::mapped_by_processes());
+        userns::allocate(&pool, &used, userns::BLOCK).map_err(Error::Conflict)
+    }
+
+    /// `upper/`, `work/`, and the per-container /etc files; for a
+    /// `--userns=auto` container all owned by its root.
     fn make_files(&self, c: &ContainerRecord, opts: &RunOptions) -> Result<()> {
         let dir = self.dir(&c.id);
         for d in ["upper", "work"] {
             let p = dir.join(d);
             std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
+            chown_to_root(&p, c.userns)?;
+        }
+        if c.userns.is_some() {
+            // Its root reaches the /etc files it binds through here.
+            searchable(&dir)?;
         }
         let hostname = hostname_of(c);
         let hosts = format!(
@@ -83,9 +124,35 @@ impl Containers {
         ] {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(io_err(format!("writing {}", p.display())))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
+                .map_err(io_err(format!("setting the mode of {}", p.display())))?;
+            chown_to_root(&p, c.userns)?;
         }
         Ok(())
     }
+}
+
+/// Give `path` to the container's root: the first id of its block.
+fn chown_to_root(path: &Path, userns: Option<(u32, u32)>) -> Result<()> {
+    let Some((start, _)) = userns else {
+        return Ok(());
+    };
+    std::os::unix::fs::chown(path, Some(start), Some(start)).map_err(io_err(format!(
+        "giving {} to the container's root (host id {start})",
+        path.display()
+    )))
+}
+
+/// Let every user search `dir` (o+x): a container in its own user
+/// namespace is "other" to directories owned by host root.
+pub(super) fn searchable(dir: &Path) -> Result<()> {
+    let md = std::fs::metadata(dir).map_err(io_err(format!("inspecting {}", dir.display())))?;
+    let mode = md.permissions().mode() & 0o7777;
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o001))
+            .map_err(io_err(format!("setting the mode of {}", dir.display())))?;
+    }
+    Ok(())
 }
 
 /// The container's hostname: its name, as Docker uses the short id; names

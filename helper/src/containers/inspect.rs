@@ -24,6 +24,24 @@ pub struct ContainerInfo {
     pub options: RunOptions,
     /// The container's pid 1 on the host while it runs.
     pub pid: Option<i32>,
+    /// `--userns=auto`: which host ids its uids and gids are (null: the
+    /// host's own, `--userns=host`).
+    pub id_mappings: Option<IdMappings>,
+}
+
+/// A user namespace's maps, as `/proc/<pid>/uid_map` and `gid_map` have them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdMappings {
+    pub uid_map: Vec<IdMapping>,
+    pub gid_map: Vec<IdMapping>,
+}
+
+/// `size` ids from `container_id` in the container are `host_id`.. on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
 }
 
 impl Containers {
@@ -73,6 +91,17 @@ impl Containers {
             error: c.error,
             options,
             pid,
+            id_mappings: c.userns.map(|(start, size)| {
+                let map = vec![IdMapping {
+                    container_id: 0,
+                    host_id: start,
+                    size,
+                }];
+                IdMappings {
+                    uid_map: map.clone(),
+                    gid_map: map,
+                }
+            }),
         }
     }
 }

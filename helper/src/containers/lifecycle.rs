@@ -8,6 +8,7 @@ use super::spec::{self, SpecInputs};
 use super::{io_err, Containers, Error, Result, RunOptions};
 use crate::images::now;
 use crate::registry::ImageConfig;
+use crate::runtime::idmap;
 use crate::runtime::overlay::{self, OverlayMount};
 use crate::runtime::shim::client::{self as shim, ShimClient, ShimOptions};
 use crate::state::{ContainerRecord, StateChange};
@@ -56,6 +57,9 @@ impl Containers {
         so.wait_attach = attach.is_some();
         let attached = attach.is_some();
         so.shim_binary = Some(self.inner.shim_bin.clone());
+        so.builtin = true;
+        so.sealed_runtime = self.sealed_runtime();
+        self.clear_status(&c.id);
         // Recorded before the shim exists: a crash from here on is found by
         // recovery, which looks for the shim.
         self.inner.images.db().set_container_state(
@@ -69,9 +73,18 @@ impl Containers {
                 error: Some(String::new()),
             },
         )?;
-        let spawned = tokio::task::spawn_blocking(move || shim::spawn(&so))
-            .await
-            .map_err(|e| Error::Runtime(format!("starting the supervisor crashed: {e}")))?;
+        let spare = self.take_spare();
+        let spawned = tokio::task::spawn_blocking(move || match spare.map(|s| s.assign(&so)) {
+            // The spare itself failed (it died): start a shim the long way.
+            Some(Err(crate::runtime::shim::Error::Io { what, source })) => {
+                tracing::warn!("the spare shim failed ({what}: {source}); starting one");
+                shim::spawn(&so)
+            }
+            Some(r) => r,
+            None => shim::spawn(&so),
+        })
+        .await
+        .map_err(|e| Error::Runtime(format!("starting the supervisor crashed: {e}")))?;
         if let Err(e) = spawned {
             let _ = overlay::unmount(&self.rootfs(&c.id));
             self.inner.images.db().set_container_state(
@@ -110,6 +123,7 @@ impl Containers {
         let ended = tokio::task::spawn_blocking(move || wait_started(&dir))
             .await
             .map_err(|e| Error::Runtime(e.to_string()))?;
+        self.refill_spare();
         if ended && !attached {
             // Let the monitor record it first, so what the caller reads next
             // already says how it ended.
@@ -143,13 +157,19 @@ impl Containers {
         let dir = self.dir(&c.id);
         let rootfs = self.rootfs(&c.id);
         overlay::unmount(&rootfs).map_err(|e| Error::Runtime(e.to_string()))?;
-        OverlayMount {
+        if let Some(range) = c.userns {
+            self.check_reachable(c, opts, range)?;
+        }
+        let mount = OverlayMount {
             lower,
             upper: dir.join("upper"),
             work: dir.join("work"),
             target: rootfs.clone(),
+        };
+        match c.userns {
+            Some((start, size)) => mount.mount_idmapped(idmap::root_at(start, size)),
+            None => mount.mount(),
         }
-        .mount()
         .map_err(|e| Error::Runtime(e.to_string()))?;
 
         let result = (|| {
@@ -182,7 +202,7 @@ impl Containers {
                     additional_gids: user.additional_gids.clone(),
                     home: user.home.as_deref(),
                     etc_files,
-                    userns_range: None,
+                    userns_range: c.userns,
                     nofile_hard,
                 },
             )
@@ -200,6 +220,65 @@ impl Containers {
             let _ = overlay::unmount(&rootfs);
         }
         result
+    }
+
+    /// A container in its own user namespace is "other" to every host
+    /// directory: its init must be able to search its way to the root file
+    /// system, the /etc files, the volumes and the runtime's state. Berth's
+    /// own directories are made searchable; for the rest, say what to
+    /// change rather than fail deep in the runtime.
+    fn check_reachable(
+        &self,
+        c: &ContainerRecord,
+        opts: &RunOptions,
+        (start, size): (u32, u32),
+    ) -> Result<()> {
+        let bundle = self.run_dir(&c.id).join("bundle");
+        std::fs::create_dir_all(&bundle)
+            .map_err(io_err(format!("creating {}", bundle.display())))?;
+        for d in [
+            &self.inner.root,
+            &self.inner.run,
+            &self.inner.runtime_root,
+            &self.dir(&c.id),
+            &self.run_dir(&c.id),
+            &bundle,
+        ] {
+            super::create::searchable(d)?;
+        }
+        let mine = |id: u32| id >= start && (id as u64) < start as u64 + size as u64;
+        let targets = [self.rootfs(&c.id), self.dir(&c.id).join("hosts")]
+            .into_iter()
+            .chain([self.inner.runtime_root.join(&c.id)])
+            .chain(
+                opts.volumes
+                    .iter()
+                    .map(|v| std::path::PathBuf::from(&v.host)),
+            );
+        for target in targets {
+            for d in target.ancestors().skip(1) {
+                let Ok(md) = std::fs::metadata(d) else {
+                    continue;
+                };
+                use std::os::unix::fs::MetadataExt;
+                let mode = md.mode();
+                let ok = mode & 0o001 != 0
+                    || (mine(md.uid()) && mode & 0o100 != 0)
+                    || (mine(md.gid()) && mode & 0o010 != 0);
+                if !ok {
+                    return Err(Error::InvalidArgument(format!(
+                        "container {} runs with --userns=auto, and its root (host id {start}) \
+                         cannot reach {}: {} is not searchable by other users; \
+                         allow it (chmod o+x {}) or move that directory",
+                        c.name,
+                        target.display(),
+                        d.display(),
+                        d.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Send `signal` to the container's process.

@@ -11,9 +11,13 @@
 //!
 //! * **create** records the row first, then makes `<root>/containers/<id>/`
 //!   (the writable `upper/` and `work/` of its overlay, its `hosts`,
-//!   `hostname` and `resolv.conf`, its `log.json`).
+//!   `hostname` and `resolv.conf`, its `log.json`). A `--userns=auto`
+//!   container's row also holds the block of host ids it was given
+//!   ([`userns`]); its `upper/`, `work/` and /etc files belong to the
+//!   block's first id, the container's root.
 //! * **start** mounts the overlay root file system at
-//!   `<run>/containers/<id>/bundle/rootfs`, writes the bundle's
+//!   `<run>/containers/<id>/bundle/rootfs` (for `--userns=auto` over
+//!   idmapped views of the layers, see [`crate::runtime::overlay`]), writes the bundle's
 //!   `config.json`, and spawns a `berth-shim` (its files in
 //!   `<run>/containers/<id>/shim/`), which runs the container through
 //!   `berth-runtime`, owns its stdio and logs, reaps it and records how it
@@ -39,8 +43,10 @@ mod logs;
 mod monitor;
 pub mod options;
 pub mod spec;
+pub mod userns;
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -48,7 +54,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use inspect::ContainerInfo;
 pub use lifecycle::Attach;
-pub use options::{Network, OptionError, RunOptions, Volume};
+pub use options::{Network, OptionError, RunOptions, UsernsMode, Volume};
 
 use crate::images::ImageStore;
 use crate::state::ContainerRecord;
@@ -115,9 +121,17 @@ struct Inner {
     runtime_root: PathBuf,
     runtime_bin: PathBuf,
     shim_bin: PathBuf,
+    /// A sealed copy of `runtime_bin` handed to every shim, and the
+    /// identity of the file it was copied from (re-copied when that changes,
+    /// as after an upgrade).
+    sealed_runtime: Mutex<Option<(FileId, Arc<OwnedFd>)>>,
+    /// A shim started ahead of need (see `runtime::shim::spare`).
+    spare: Mutex<Option<crate::runtime::shim::Spare>>,
     /// Latest known state per running container, for waiters.
     status: Mutex<HashMap<String, watch::Sender<Option<crate::state::ContainerRecord>>>>,
     events: broadcast::Sender<Event>,
+    /// Held from choosing a `--userns=auto` block to recording it.
+    userns_alloc: Mutex<()>,
 }
 
 impl Containers {
@@ -139,12 +153,67 @@ impl Containers {
                 runtime_root,
                 runtime_bin: bin_dir.join("berth-runtime"),
                 shim_bin: bin_dir.join("berth-shim"),
+                sealed_runtime: Mutex::new(None),
+                spare: Mutex::new(None),
                 status: Mutex::new(HashMap::new()),
                 events,
+                userns_alloc: Mutex::new(()),
             }),
         };
         c.recover().await?;
+        c.refill_spare();
         Ok(c)
+    }
+
+    /// The spare shim, if one is ready. The caller starts the next one
+    /// ([`Containers::refill_spare`]) once its container runs, so the two
+    /// do not compete for the CPU.
+    fn take_spare(&self) -> Option<crate::runtime::shim::Spare> {
+        self.inner.spare.lock().expect("not poisoned").take()
+    }
+
+    /// Start a spare shim in the background unless one is waiting.
+    pub(super) fn refill_spare(&self) {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if this.inner.spare.lock().expect("not poisoned").is_some() {
+                return;
+            }
+            match crate::runtime::shim::spawn_spare(&this.inner.shim_bin) {
+                Ok(s) => {
+                    // Another refill may have won the race: one spare is enough.
+                    let mut slot = this.inner.spare.lock().expect("not poisoned");
+                    if slot.is_none() {
+                        *slot = Some(s);
+                    }
+                }
+                Err(e) => tracing::warn!("cannot start a spare shim: {e}"),
+            }
+        });
+    }
+
+    /// The sealed copy of the runtime binary for the next shim; `None` if it
+    /// cannot be made (the shim then copies the binary itself).
+    fn sealed_runtime(&self) -> Option<Arc<OwnedFd>> {
+        let bin = &self.inner.runtime_bin;
+        let id = FileId::of(bin)?;
+        let mut cached = self.inner.sealed_runtime.lock().expect("not poisoned");
+        if let Some((was, fd)) = cached.as_ref() {
+            if *was == id {
+                return Some(fd.clone());
+            }
+        }
+        match crate::runtime::exe::sealed_copy(bin) {
+            Ok(fd) => {
+                let fd = Arc::new(fd);
+                *cached = Some((id, fd.clone()));
+                Some(fd)
+            }
+            Err(e) => {
+                tracing::warn!(binary = %bin.display(), error = %e, "cannot copy the runtime into a sealed memfd; each shim will");
+                None
+            }
+        }
     }
 
     /// Container events (created, running, exited, removed).
@@ -191,7 +260,7 @@ impl Containers {
     /// Container `id`'s cgroup, relative to each hierarchy's root (the
     /// spec's `cgroupsPath` is this with a leading `/`).
     pub fn cgroup_path(id: &str) -> String {
-        format!("berth/{id}")
+        format!("{}/{id}", crate::runtime::cgroups::PARENT)
     }
 }
 
@@ -223,4 +292,26 @@ fn new_name(seed: &str) -> String {
         ADJ[(b[0] & 15) as usize],
         NOUN[(b[1] & 15) as usize]
     )
+}
+
+/// Which file a path held: enough to notice a replaced binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        })
+    }
 }

@@ -10,6 +10,14 @@ use crate::runtime::shim::ExitInfo;
 use crate::state::{ContainerRecord, StateChange};
 
 impl Containers {
+    /// A new run of container `id` begins: forget how the last one ended.
+    pub(super) fn clear_status(&self, id: &str) {
+        let map = self.inner.status.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = map.get(id) {
+            tx.send_replace(None);
+        }
+    }
+
     /// A receiver of container `id`'s record, updated when it exits.
     pub(super) fn subscribe_status(&self, id: &str) -> watch::Receiver<Option<ContainerRecord>> {
         let mut map = self.inner.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -30,7 +38,16 @@ impl Containers {
         };
         let mut rx = self.subscribe_status(&c.id);
         loop {
-            // The database is the truth; the channel only wakes us.
+            // The channel holds this run's end once it is known (`start`
+            // clears it), possibly before the database does: a container
+            // about to be removed never records its exit there.
+            if let Some(r) = rx
+                .borrow_and_update()
+                .as_ref()
+                .filter(|r| r.state != "running")
+            {
+                return Ok(r.clone());
+            }
             match self.inner.images.db().find_container(&c.id)? {
                 Some(r) if r.state != "running" => return Ok(r),
                 None => {
@@ -91,12 +108,19 @@ impl Containers {
             }
         };
         let _ = overlay::unmount(&self.rootfs(&c.id));
-        self.inner.images.db().set_container_state(&c.id, &change)?;
-        let record = self.find(&c.id)?;
-        self.emit(&record, "exited");
         let auto_remove = serde_json::from_str::<RunOptions>(&c.options)
             .map(|o| o.auto_remove)
             .unwrap_or(false);
+        // A container about to be removed skips recording its exit: the
+        // row goes next anyway (a crash in between finds it running with
+        // its shim gone, and comes back here).
+        let record = if auto_remove {
+            change.applied_to(c)
+        } else {
+            self.inner.images.db().set_container_state(&c.id, &change)?;
+            self.find(&c.id)?
+        };
+        self.emit(&record, "exited");
         // Kept (and so readable by `wait`) even if nobody waits yet.
         self.inner
             .status

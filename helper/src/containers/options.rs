@@ -1,7 +1,7 @@
 //! What a person asks for with `berth run`, checked before anything is made.
 
 pub use berth_api::options::*;
-pub use berth_api::{Network, RunOptions, Volume};
+pub use berth_api::{Network, RunOptions, UsernsMode, Volume};
 
 /// Check everything that can be checked without the image.
 pub fn validate(o: &RunOptions) -> Result<(), OptionError> {

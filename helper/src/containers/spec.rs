@@ -236,6 +236,7 @@ pub fn build(
                 .map_err(|e| e.to_string())?,
         );
     }
+    resources = resources.devices(docker_device_rules());
     if opts.pids_limit > 0 {
         resources = resources.pids(
             LinuxPidsBuilder::default()
@@ -250,6 +251,71 @@ pub fn build(
     ));
     base.set_linux(Some(linux));
     Ok(base)
+}
+
+/// Docker's device cgroup rules: deny everything, allow mknod of any node
+/// (the container can make one but not open it), and read/write/mknod of
+/// null, zero, full, random, urandom, tty, console, ptmx and the pts.
+/// What keeps a container (it has CAP_MKNOD) from using a host disk.
+pub fn docker_device_rules() -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
+    let rule = |allow: bool,
+                typ: Option<LinuxDeviceType>,
+                dev: Option<(i64, Option<i64>)>,
+                access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .access(access);
+        if let Some(typ) = typ {
+            b = b.typ(typ);
+        }
+        if let Some((major, minor)) = dev {
+            b = b.major(major);
+            if let Some(minor) = minor {
+                b = b.minor(minor);
+            }
+        }
+        b.build().expect("a device rule")
+    };
+    let (c, b) = (Some(LinuxDeviceType::C), Some(LinuxDeviceType::B));
+    let mut rules = vec![
+        rule(false, None, None, "rwm"),
+        rule(true, c, None, "m"),
+        rule(true, b, None, "m"),
+    ];
+    // null, zero, full, random, urandom, tty, console, ptmx, pts/*.
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        rules.push(rule(true, c, Some((major, Some(minor))), "rwm"));
+    }
+    rules.push(rule(true, c, Some((136, None)), "rwm"));
+    rules
+}
+
+/// Puts the container in the network namespace mounted at `path` (an app
+/// network's endpoint, see [`crate::network::Networks::attach`]) instead of
+/// a new, empty one or the host's.
+pub fn join_network_namespace(spec: &mut Spec, path: &std::path::Path) {
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    namespaces.push(
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Network)
+            .path(path)
+            .build()
+            .expect("namespace"),
+    );
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
 }
 
 #[cfg(test)]
@@ -343,6 +409,29 @@ mod tests {
         assert_eq!(r.memory().as_ref().unwrap().limit(), Some(64 << 20));
         assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50_000));
         assert_eq!(r.pids().as_ref().unwrap().limit(), 64);
+        let devices: Vec<String> = r
+            .devices()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|d| format!("{} {d}", if d.allow() { "allow" } else { "deny" }))
+            .collect();
+        assert_eq!(devices[0], "deny a *:* rwm", "{devices:?}");
+        for want in [
+            "allow c *:* m",
+            "allow b *:* m",
+            "allow c 1:3 rwm",
+            "allow c 5:2 rwm",
+            "allow c 136:* rwm",
+        ] {
+            assert!(
+                devices.iter().any(|d| d == want),
+                "{want} not in {devices:?}"
+            );
+        }
+        assert!(!devices
+            .iter()
+            .any(|d| d.starts_with("allow b") && !d.ends_with(" m")));
         let ns: Vec<_> = linux
             .namespaces()
             .as_ref()
@@ -357,5 +446,54 @@ mod tests {
         assert!(mounts
             .iter()
             .any(|m| m.destination().to_str() == Some("/etc/hosts")));
+    }
+
+    #[test]
+    fn userns_range_gives_a_user_namespace_mapping_root_to_it() {
+        let input = SpecInputs {
+            id: "abc",
+            hostname: "web",
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            home: None,
+            etc_files: vec![],
+            userns_range: Some((0x7000_0000, 65536)),
+            nofile_hard: 4096,
+        };
+        let spec = build(Spec::default(), &busybox(), &RunOptions::default(), &input).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::User));
+        for maps in [linux.uid_mappings(), linux.gid_mappings()] {
+            let m = maps.as_ref().unwrap();
+            assert_eq!(m.len(), 1);
+            assert_eq!(
+                (m[0].container_id(), m[0].host_id(), m[0].size()),
+                (0, 0x7000_0000, 65536)
+            );
+        }
+    }
+
+    #[test]
+    fn joining_a_network_namespace_replaces_the_new_one() {
+        // oci-spec's default spec has a new network namespace among others.
+        let mut spec = Spec::default();
+        join_network_namespace(&mut spec, std::path::Path::new("/run/berth/netns/abc"));
+        let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        let net: Vec<_> = ns
+            .iter()
+            .filter(|n| n.typ() == LinuxNamespaceType::Network)
+            .collect();
+        assert_eq!(net.len(), 1);
+        assert_eq!(
+            net[0].path().as_deref(),
+            Some(std::path::Path::new("/run/berth/netns/abc"))
+        );
+        assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::Pid));
     }
 }

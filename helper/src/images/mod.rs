@@ -122,6 +122,11 @@ impl ImageStore {
         &self.inner.root
     }
 
+    /// berthd's configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
     pub fn content(&self) -> &ContentStore {
         &self.inner.content
     }

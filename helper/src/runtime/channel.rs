@@ -38,6 +38,11 @@ pub struct CreateConfig {
     pub fifo: PathBuf,
     /// A console socket was passed as fd 4.
     pub console: bool,
+    /// cgroup v1 `tasks` files the init writes `0` to, moving itself into
+    /// the container's cgroup before anything else (see
+    /// `cgroups::Cgroup::self_join_files`); empty when the runtime moved it.
+    #[serde(default)]
+    pub cgroup_tasks: Vec<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -37,6 +37,9 @@ pub struct CreateOptions {
     /// The binary to run as the init (a sealed copy of it is what runs);
     /// `None` means our own, which must call `run_init_if_requested`.
     pub runtime_exe: Option<PathBuf>,
+    /// A sealed copy made earlier ([`super::exe::sealed_copy`]), used as is
+    /// instead of copying `runtime_exe` again (a few ms for each container).
+    pub sealed_exe: Option<OwnedFd>,
 }
 
 /// How to run one more process in a running container.
@@ -95,6 +98,7 @@ impl Container {
                 annotations: Default::default(),
                 created: String::new(),
                 cgroups_path: None,
+                devices_unenforced: false,
             },
             Err(e) => return Err(e),
         };
@@ -162,15 +166,24 @@ pub(crate) struct InitIo {
 
 /// Spawn the init from a sealed copy of the runtime binary, with our end
 /// of the socket at fd 3 and the console socket at fd 4.
-pub(crate) fn spawn_init(runtime_exe: Option<&Path>, io: InitIo) -> Result<(Child, Channel)> {
+pub(crate) fn spawn_init(
+    runtime_exe: Option<&Path>,
+    sealed_exe: Option<OwnedFd>,
+    io: InitIo,
+) -> Result<(Child, Channel)> {
     let sealed_owned;
-    let sealed = match runtime_exe {
-        Some(p) => {
+    let sealed = match (sealed_exe, runtime_exe) {
+        (Some(fd), _) => {
+            exe::check_sealed(&fd).ctx(|| "checking the runtime's sealed copy".into())?;
+            sealed_owned = fd;
+            &sealed_owned
+        }
+        (None, Some(p)) => {
             sealed_owned = exe::sealed_copy(p)
                 .ctx(|| format!("copying {} into a sealed memfd", p.display()))?;
             &sealed_owned
         }
-        None => {
+        (None, None) => {
             exe::sealed_self().ctx(|| "copying the runtime binary into a sealed memfd".into())?
         }
     };

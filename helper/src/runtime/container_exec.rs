@@ -20,6 +20,7 @@ pub fn exec_in(container: &Container, opts: ExecOptions) -> Result<i32> {
         .and_then(|s| s.linux().as_ref().and_then(|l| l.seccomp().clone()));
     let (mut child, mut ch) = spawn_init(
         opts.runtime_exe.as_deref(),
+        None,
         InitIo {
             stdin: opts.stdin,
             stdout: opts.stdout,
@@ -29,9 +30,13 @@ pub fn exec_in(container: &Container, opts: ExecOptions) -> Result<i32> {
     )?;
     let stage1 = child.id() as i32;
     join_cgroups(container.pid(), stage1)?;
+    let mut process = opts.process;
+    if container.state.devices_unenforced {
+        super::container_create::without_mknod(&mut process);
+    }
     let config = ExecConfig {
         pid: container.pid(),
-        process: opts.process,
+        process,
         seccomp,
         console: opts.console_socket.is_some(),
     };

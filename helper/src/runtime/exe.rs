@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -29,11 +29,28 @@ pub fn sealed_copy(exe: &Path) -> io::Result<OwnedFd> {
     )?;
     let mut dst = File::from(fd);
     io::copy(&mut src, &mut dst)?;
-    rustix::fs::fcntl_add_seals(
-        &dst,
-        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
-    )?;
+    rustix::fs::fcntl_add_seals(&dst, required_seals())?;
     Ok(dst.into())
+}
+
+/// The seals every copy must carry: no writes, no size change, no unsealing.
+fn required_seals() -> SealFlags {
+    SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE
+}
+
+/// Checks that `fd` is a memfd sealed as [`sealed_copy`] seals it, so a
+/// copy made once (by berthd) can be handed to many runtimes safely: nobody
+/// can change it, whoever holds it.
+pub fn check_sealed(fd: impl AsFd) -> io::Result<()> {
+    let seals = rustix::fs::fcntl_get_seals(fd)?;
+    if seals.contains(required_seals()) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the runtime copy handed over is not a sealed memfd",
+        ))
+    }
 }
 
 /// The sealed copy of this process's own binary, made once per process.

@@ -54,7 +54,8 @@
 //! capabilities, no_new_privs, seccomp), `seccomp` (Docker's default
 //! profile, compiled to BPF), `cgroups` (v1 and v2), `user` (names from the
 //! image's own /etc/passwd and /etc/group), `syscall` (the trait that keeps
-//! syscalls testable without root).
+//! syscalls testable without root), `overlay` and `idmap` (berthd's overlay
+//! roots, idmapped for containers in their own user namespace).
 
 pub mod cgroups;
 pub mod seccomp;
@@ -71,6 +72,8 @@ mod container_start;
 mod container_state;
 pub mod devices;
 pub mod exe;
+pub mod hooks;
+pub mod idmap;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;

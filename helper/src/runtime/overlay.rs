@@ -2,6 +2,16 @@
 //! layer directories below, the container's own writable upper directory
 //! on top. berthd prepares the directories; this is the one place that
 //! mounts and unmounts them (the layer store only hands out paths).
+//!
+//! For a container in its own user namespace (`--userns=auto`),
+//! [`OverlayMount::mount_idmapped`] gives overlayfs idmapped, detached
+//! clones of the layer directories (see [`super::idmap`]) through the new
+//! mount API, so the shared layers are seen owned by the container's ids
+//! and stay untouched on disk (before Linux 6.15 overlayfs takes no
+//! detached layers: they are attached read-only under `<target>.layers/`
+//! just for the mount call). Either way the result is one overlay mount at
+//! the target, and [`unmount`] is all the clean-up there is: the clones go
+//! with the overlay.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +40,12 @@ pub enum Error {
     TooManyLayers(usize),
     #[error("a layer path contains a character overlayfs cannot take (`:` or `,`): {0}")]
     BadPath(PathBuf),
+    #[error("mounting the root file system at {target} with idmapped layers: {what}: {source}; --userns=auto needs Linux 5.19 or later and layers on a file system that supports idmapped mounts (ext4, xfs, btrfs, tmpfs)")]
+    Idmapped {
+        target: PathBuf,
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 impl OverlayMount {
@@ -79,8 +95,185 @@ impl OverlayMount {
     }
 }
 
+impl OverlayMount {
+    /// Mount it with every lower layer seen through the id mapping `map`
+    /// (the container's uid and gid map), creating the target directory.
+    /// `upper` and `work` are used as they are: the caller makes them
+    /// owned by the mapped root.
+    pub fn mount_idmapped(&self, map: super::idmap::IdMapping) -> Result<(), Error> {
+        self.mount_idmapped_as(map, false)
+    }
+
+    fn mount_idmapped_as(
+        &self,
+        map: super::idmap::IdMapping,
+        force_attached: bool,
+    ) -> Result<(), Error> {
+        use std::os::fd::AsFd;
+        std::fs::create_dir_all(&self.target).map_err(|source| Error::Mount {
+            target: self.target.clone(),
+            source,
+        })?;
+        let userns = super::idmap::userns_fd(&[map])
+            .map_err(self.err("making a user namespace for the id mapping".into()))?;
+        let layers = self
+            .lower
+            .iter()
+            .map(|l| {
+                super::idmap::idmapped_tree(l, userns.as_fd())
+                    .map_err(self.err(format!("making an idmapped view of {}", l.display())))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        drop(userns);
+        if force_attached {
+            return self.mount_attached_layers(layers);
+        }
+        match self.mount_layer_fds(&layers) {
+            Ok(()) => Ok(()),
+            // Before Linux 6.15 overlayfs takes no detached layers.
+            Err(first) => self.mount_attached_layers(layers).map_err(|e| match e {
+                Error::Idmapped {
+                    target,
+                    what,
+                    source,
+                } => Error::Idmapped {
+                    target,
+                    what: format!("{what} (and with detached layers: {first})"),
+                    source,
+                },
+                e => e,
+            }),
+        }
+    }
+
+    fn err(&self, what: String) -> impl FnOnce(std::io::Error) -> Error {
+        let target = self.target.clone();
+        move |source| Error::Idmapped {
+            target,
+            what,
+            source,
+        }
+    }
+
+    /// The new mount API, each layer a detached mount given by fd
+    /// (Linux 6.15 and later).
+    fn mount_layer_fds(&self, layers: &[std::os::fd::OwnedFd]) -> Result<(), Error> {
+        use rustix::mount::{
+            fsconfig_create, fsconfig_set_fd, fsconfig_set_string, fsmount, fsopen, move_mount,
+            FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags,
+        };
+        use std::os::fd::AsFd;
+        // The kernel's message about a failed fsconfig, with the errno.
+        let ctx_err = |fs: &std::os::fd::OwnedFd, what: String, e: rustix::io::Errno| {
+            let msg = super::idmap::fs_context_messages(fs.as_fd());
+            let what = if msg.is_empty() {
+                what
+            } else {
+                format!("{what} (the kernel says: {msg})")
+            };
+            self.err(what)(e.into())
+        };
+        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+            .map_err(|e| self.err("fsopen(overlay)".into())(e.into()))?;
+        fsconfig_set_string(&fs, "source", "overlay")
+            .map_err(|e| ctx_err(&fs, "setting the source".into(), e))?;
+        // Top-most first, as lowerdir= takes them.
+        for (layer, path) in layers.iter().zip(&self.lower) {
+            fsconfig_set_fd(&fs, "lowerdir+", layer)
+                .map_err(|e| ctx_err(&fs, format!("adding the layer {}", path.display()), e))?;
+        }
+        for (key, path) in [("upperdir", &self.upper), ("workdir", &self.work)] {
+            fsconfig_set_string(&fs, key, path)
+                .map_err(|e| ctx_err(&fs, format!("setting {key} {}", path.display()), e))?;
+        }
+        for (key, value) in [("index", "off"), ("xino", "off")] {
+            fsconfig_set_string(&fs, key, value)
+                .map_err(|e| ctx_err(&fs, format!("setting {key}={value}"), e))?;
+        }
+        fsconfig_create(&fs).map_err(|e| ctx_err(&fs, "creating the overlay".into(), e))?;
+        let mnt = fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_NODEV,
+        )
+        .map_err(|e| ctx_err(&fs, "fsmount".into(), e))?;
+        move_mount(
+            &mnt,
+            "",
+            rustix::fs::CWD,
+            &self.target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|e| self.err("attaching the overlay".into())(e.into()))
+    }
+
+    /// For Linux 5.19 to 6.14: attach each (read-only) idmapped layer at
+    /// `<target>.layers/<n>` for as long as the classic mount call takes
+    /// (overlayfs keeps private clones of its layers), then detach them.
+    fn mount_attached_layers(&self, layers: Vec<std::os::fd::OwnedFd>) -> Result<(), Error> {
+        use rustix::mount::{move_mount, MoveMountFlags};
+        let dir = layers_dir(&self.target);
+        let mut attached = Vec::new();
+        let result = (|| {
+            std::fs::create_dir_all(&dir)
+                .map_err(self.err(format!("creating {}", dir.display())))?;
+            for (i, layer) in layers.iter().enumerate() {
+                let at = dir.join(i.to_string());
+                match std::fs::create_dir(&at) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(self.err(format!("creating {}", at.display()))(e))
+                    }
+                    _ => {}
+                }
+                move_mount(
+                    layer,
+                    "",
+                    rustix::fs::CWD,
+                    &at,
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+                )
+                .map_err(|e| {
+                    self.err(format!("attaching a layer at {}", at.display()))(e.into())
+                })?;
+                attached.push(at);
+            }
+            OverlayMount {
+                lower: attached.clone(),
+                ..self.clone()
+            }
+            .mount()
+        })();
+        drop(layers);
+        detach_layers(&self.target);
+        result
+    }
+}
+
+/// Where [`OverlayMount::mount_idmapped`] attaches layers on older kernels.
+fn layers_dir(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".layers");
+    target.with_file_name(name)
+}
+
+/// Detach and remove whatever is left in `<target>.layers` (also after a
+/// crash half-way through a mount). Only empty directories are removed:
+/// nothing is ever deleted through a layer.
+fn detach_layers(target: &Path) {
+    let dir = layers_dir(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let _ = rustix::mount::unmount(e.path(), rustix::mount::UnmountFlags::DETACH);
+        let _ = std::fs::remove_dir(e.path());
+    }
+    let _ = std::fs::remove_dir(&dir);
+}
+
 /// Unmount `target` if something is mounted there (detaching it if busy).
 pub fn unmount(target: &Path) -> Result<(), Error> {
+    detach_layers(target);
     match rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => Ok(()),
@@ -151,5 +344,123 @@ mod tests {
         assert_eq!(result, ("top".to_string(), "base".to_string()));
         assert_eq!(std::fs::read_to_string(dirs[2].join("c")).unwrap(), "new");
         assert!(!dirs[1].join("c").exists());
+    }
+
+    #[test]
+    fn mounts_an_idmapped_overlay_as_root() {
+        idmapped_overlay(false);
+    }
+
+    /// The way taken on kernels before 6.15 (layers attached for the mount).
+    #[test]
+    fn mounts_an_idmapped_overlay_over_attached_layers_as_root() {
+        idmapped_overlay(true);
+    }
+
+    fn idmapped_overlay(force_attached: bool) {
+        use std::os::unix::fs::MetadataExt;
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        const START: u32 = 0x4000_0000;
+        let d = tempfile::tempdir().unwrap();
+        let dirs = ["low1", "low2", "upper", "work"].map(|n| {
+            let p = d.path().join(n);
+            std::fs::create_dir(&p).unwrap();
+            p
+        });
+        std::fs::write(dirs[0].join("a"), "top").unwrap();
+        std::fs::write(dirs[1].join("b"), "base").unwrap();
+        std::os::unix::fs::chown(dirs[1].join("b"), Some(1000), Some(1000)).unwrap();
+        for p in &dirs[2..] {
+            std::os::unix::fs::chown(p, Some(START), Some(START)).unwrap();
+        }
+        let m = OverlayMount {
+            lower: vec![dirs[0].clone(), dirs[1].clone()],
+            upper: dirs[2].clone(),
+            work: dirs[3].clone(),
+            target: d.path().join("rootfs"),
+        };
+        m.mount_idmapped_as(crate::runtime::idmap::root_at(START, 65536), force_attached)
+            .unwrap();
+        let layers_left = layers_dir(&m.target).exists();
+        let owner = |p: &Path| {
+            let md = std::fs::metadata(p).unwrap();
+            (md.uid(), md.gid())
+        };
+        let seen = (
+            owner(&m.target.join("a")),
+            owner(&m.target.join("b")),
+            owner(&m.target),
+        );
+        // A write copies the file up, keeping the owner it is seen with.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(m.target.join("a"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"+"))
+            .unwrap();
+        let listed = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mounts_here = |t: &str| {
+            t.lines()
+                .filter(|l| l.contains(d.path().to_str().unwrap()))
+                .count()
+        };
+        let while_mounted = mounts_here(&listed);
+        unmount(&m.target).unwrap();
+        let after = mounts_here(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        assert_eq!(seen.0, (START, START));
+        assert_eq!(seen.1, (START + 1000, START + 1000));
+        assert_eq!(seen.2, (START, START), "the root is the upper dir's");
+        assert_eq!(
+            owner(&dirs[2].join("a")),
+            (START, START),
+            "copied up as seen"
+        );
+        assert_eq!(std::fs::read_to_string(dirs[2].join("a")).unwrap(), "top+");
+        assert_eq!(owner(&dirs[0].join("a")), (0, 0), "the layer is untouched");
+        assert_eq!(std::fs::read_to_string(dirs[0].join("a")).unwrap(), "top");
+        assert_eq!(while_mounted, 1, "only the overlay is listed: {listed}");
+        assert!(!layers_left, "the attach points are gone");
+        assert_eq!(after, 0, "nothing is left mounted");
+    }
+
+    /// After a crash half-way through the older kernels' way, the attached
+    /// layers are detached by `unmount`, never deleted through: they are
+    /// read-only.
+    #[test]
+    fn leftover_attached_layers_are_detached_not_deleted() {
+        use std::os::fd::AsFd;
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let layer = d.path().join("layer");
+        std::fs::create_dir(&layer).unwrap();
+        std::fs::write(layer.join("shared"), "keep").unwrap();
+        let target = d.path().join("rootfs");
+        let at = layers_dir(&target).join("0");
+        std::fs::create_dir_all(&at).unwrap();
+        let ns =
+            crate::runtime::idmap::userns_fd(&[crate::runtime::idmap::root_at(0x7000_0000, 65536)])
+                .unwrap();
+        let tree = crate::runtime::idmap::idmapped_tree(&layer, ns.as_fd()).unwrap();
+        rustix::mount::move_mount(
+            &tree,
+            "",
+            rustix::fs::CWD,
+            &at,
+            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .unwrap();
+        let write_through = std::fs::remove_file(at.join("shared"));
+        unmount(&target).unwrap();
+        assert!(write_through.is_err(), "the attached layer is read-only");
+        assert!(!layers_dir(&target).exists());
+        assert_eq!(
+            std::fs::read_to_string(layer.join("shared")).unwrap(),
+            "keep"
+        );
     }
 }

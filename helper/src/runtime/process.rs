@@ -95,6 +95,10 @@ fn stage1(ch: &mut Channel) -> Result<()> {
 
 fn create_stage1(ch: &mut Channel, c: CreateConfig) -> Result<()> {
     let sys = LinuxSyscall;
+    // Into the container's cgroup first, while still host root and single
+    // threaded, so everything forked from here on is born inside.
+    super::cgroups::join_self(&c.cgroup_tasks)
+        .map_err(|e| Error::Init(format!("entering the container's cgroup: {e}")))?;
     let plan = Plan::from_spec(&c.spec)?;
     // Open every namespace to join before entering any of them.
     let mut joins = Vec::new();

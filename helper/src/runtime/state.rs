@@ -55,6 +55,11 @@ pub struct State {
     pub created: String,
     #[serde(default)]
     pub cgroups_path: Option<PathBuf>,
+    /// The cgroup could not enforce the device rules (see
+    /// `cgroups::Cgroup::devices_enforced`): every process of the
+    /// container, `exec`'s too, runs without CAP_MKNOD.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub devices_unenforced: bool,
 }
 
 /// The OCI runtime spec's state, as `berth-runtime state` prints it.
@@ -248,6 +253,7 @@ mod tests {
             annotations: HashMap::new(),
             created: rfc3339(0),
             cgroups_path: None,
+            devices_unenforced: false,
         };
         s.save(dir.path()).unwrap();
         assert_eq!(State::load(dir.path()).unwrap(), s);

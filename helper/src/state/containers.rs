@@ -22,6 +22,9 @@ pub struct ContainerRecord {
     pub exit_code: i64,
     pub oom_killed: bool,
     pub error: String,
+    /// `--userns=auto`: the host ids its 0.. map to, (first, count);
+    /// reserved for it until the row is deleted.
+    pub userns: Option<(u32, u32)>,
 }
 
 /// How a run ended (or that it started).
@@ -35,8 +38,33 @@ pub struct StateChange {
     pub error: Option<String>,
 }
 
+impl StateChange {
+    /// `record` as it reads once this change is made.
+    pub fn applied_to(&self, record: &ContainerRecord) -> ContainerRecord {
+        let mut r = record.clone();
+        r.state = self.state.clone();
+        if let Some(v) = self.started {
+            r.started = v;
+        }
+        if let Some(v) = self.finished {
+            r.finished = v;
+        }
+        if let Some(v) = self.exit_code {
+            r.exit_code = v;
+        }
+        if let Some(v) = self.oom_killed {
+            r.oom_killed = v;
+        }
+        if let Some(v) = &self.error {
+            r.error = v.clone();
+        }
+        r
+    }
+}
+
 const COLUMNS: &str =
-    "id, name, image, manifest, options, created, state, started, finished, exit_code, oom_killed, error";
+    "id, name, image, manifest, options, created, state, started, finished, exit_code, oom_killed, error, \
+     userns_start, userns_size";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(ContainerRecord, String)> {
     let manifest: String = r.get(3)?;
@@ -54,6 +82,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(ContainerRecord, String)> {
             exit_code: r.get(9)?,
             oom_killed: r.get::<_, i64>(10)? != 0,
             error: r.get(11)?,
+            userns: match (r.get::<_, Option<u32>>(12)?, r.get::<_, Option<u32>>(13)?) {
+                (Some(start), Some(size)) => Some((start, size)),
+                _ => None,
+            },
         },
         manifest,
     ))
@@ -69,7 +101,7 @@ impl Db {
     /// checks first to say so nicely; this is the race-free check).
     pub fn insert_container(&self, c: &ContainerRecord) -> Result<()> {
         self.conn().execute(
-            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
             params![
                 c.id,
                 c.name,
@@ -82,10 +114,25 @@ impl Db {
                 c.finished,
                 c.exit_code,
                 c.oom_killed as i64,
-                c.error
+                c.error,
+                c.userns.map(|u| u.0),
+                c.userns.map(|u| u.1)
             ],
         )?;
         Ok(())
+    }
+
+    /// The host id blocks (first, count) every recorded container holds.
+    pub fn userns_ranges(&self) -> Result<Vec<(u32, u32)>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT userns_start, userns_size FROM containers
+             WHERE userns_start IS NOT NULL AND userns_size IS NOT NULL ORDER BY userns_start",
+        )?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
     /// Every container, newest first.
@@ -205,6 +252,7 @@ mod tests {
             exit_code: 0,
             oom_killed: false,
             error: String::new(),
+            userns: None,
         };
         db.insert_container(&c).unwrap();
         assert!(
@@ -248,7 +296,60 @@ mod tests {
             ("exited", 137, true, 9)
         );
 
+        // A --userns=auto container keeps its block while it exists.
+        let u = ContainerRecord {
+            id: "ef".repeat(32),
+            name: "mapped".into(),
+            userns: Some((0x7000_0000, 65536)),
+            ..c.clone()
+        };
+        db.insert_container(&u).unwrap();
+        assert_eq!(
+            db.find_container("mapped").unwrap().unwrap().userns,
+            u.userns
+        );
+        assert_eq!(db.find_container(&c.id).unwrap().unwrap().userns, None);
+        assert_eq!(db.userns_ranges().unwrap(), vec![(0x7000_0000, 65536)]);
+        assert!(db.remove_container(&u.id).unwrap());
+        assert_eq!(db.userns_ranges().unwrap(), vec![]);
+
         assert!(db.remove_container(&c.id).unwrap());
         assert!(db.manifest(&m.digest).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_version_2_database_gains_the_userns_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let conn = rusqlite::Connection::open(&p).unwrap();
+            conn.execute_batch(&format!(
+                "{} {} PRAGMA user_version = 2;
+                 INSERT INTO manifests VALUES ('{m}', '{m}', '', 1, 0);
+                 INSERT INTO containers (id, name, image, manifest, options, created, state)
+                 VALUES ('{id}', 'old', 'x:latest', '{m}', '{{}}', 1, 'exited');",
+                super::super::SCHEMA_V1,
+                super::super::SCHEMA_V2,
+                m = Digest::of(b"m"),
+                id = "ab".repeat(32),
+            ))
+            .unwrap();
+        }
+        let db = Db::open(&p).unwrap();
+        let old = db.find_container("old").unwrap().unwrap();
+        assert_eq!((old.state.as_str(), old.userns), ("exited", None));
+        assert_eq!(db.userns_ranges().unwrap(), vec![]);
+        let version: i64 = db
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        drop(db);
+        // Opening again does not migrate twice.
+        assert!(Db::open(&p)
+            .unwrap()
+            .find_container("old")
+            .unwrap()
+            .is_some());
     }
 }

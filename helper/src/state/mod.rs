@@ -7,7 +7,8 @@
 //! missing file; at worst there are files no row points at, which the next
 //! pull reuses and `berth image prune` removes.
 //!
-//! Schema (version 2; version 1 lacked `containers`):
+//! Schema (version 3; version 1 lacked `containers`, version 2 its
+//! `userns_*` columns):
 //!
 //! ```text
 //! manifests                         one platform image manifest
@@ -39,7 +40,13 @@
 //!   exit_code     INTEGER
 //!   oom_killed    INTEGER           0 or 1
 //!   error         TEXT              why it could not start, if it could not
+//!   userns_start  INTEGER NULL      --userns=auto: first host id of its block
+//!   userns_size   INTEGER NULL        and how many (NULL: the host's ids)
 //! ```
+//!
+//! A container's host id block is reserved as long as its row exists: the
+//! allocator (`containers::userns`) reads every row's, and `rm` frees it by
+//! deleting the row.
 //!
 //! A manifest row goes when no name and no container refer to it.
 
@@ -53,7 +60,7 @@ use crate::content::Digest;
 mod containers;
 pub use containers::{ContainerRecord, StateChange};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE manifests (
@@ -99,6 +106,11 @@ CREATE TABLE containers (
     oom_killed INTEGER NOT NULL DEFAULT 0,
     error      TEXT NOT NULL DEFAULT ''
 );
+";
+
+const SCHEMA_V3: &str = "
+ALTER TABLE containers ADD COLUMN userns_start INTEGER;
+ALTER TABLE containers ADD COLUMN userns_size INTEGER;
 ";
 
 /// Deletes manifests nothing refers to any more.
@@ -183,6 +195,12 @@ impl Db {
         if version < 2 {
             conn.execute_batch(&format!(
                 "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
+            ))
+            .map_err(open_err)?;
+        }
+        if version < 3 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"
             ))
             .map_err(open_err)?;
         }

@@ -80,6 +80,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Writing /proc/self/oom_score_adj failed.
+    #[error("cannot set oomScoreAdj to {value}: {source}; lowering it needs CAP_SYS_RESOURCE outside any user namespace")]
+    OomScoreAdj {
+        value: i32,
+        #[source]
+        source: std::io::Error,
+    },
     /// Compiling or installing the seccomp filter failed.
     #[error(transparent)]
     Seccomp(#[from] seccomp::Error),
@@ -92,7 +99,7 @@ fn os_error() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
-/// Applies `process`'s rlimits, user, capabilities and no_new_privs, and
+/// Applies `process`'s rlimits, oomScoreAdj, user, capabilities and no_new_privs, and
 /// the seccomp filter, in runc's order (see the module notes). Called in the
 /// container's init after pivot_root, right before execve.
 pub fn finalize(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Result<()> {
@@ -101,6 +108,11 @@ pub fn finalize(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Result<()>
 
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits)?;
+    }
+    if let Some(value) = process.oom_score_adj() {
+        // Still root with every capability: lowering it may need them.
+        std::fs::write("/proc/self/oom_score_adj", value.to_string())
+            .map_err(|source| Error::OomScoreAdj { value, source })?;
     }
     if let Some(umask) = process.user().umask() {
         // SAFETY: umask cannot fail.

@@ -4,10 +4,12 @@
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use super::daemon::{start_time, PidRecord};
 use super::fdpass::send_with_fds;
@@ -16,8 +18,11 @@ use super::{
     PID_FILE, SOCKET,
 };
 
-/// The shim's command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a sealed runtime copy handed to the shim lands (`--sealed-runtime-fd`).
+pub const SEALED_RUNTIME_FD: i32 = 3;
+
+/// The shim's command line (and, as JSON, a spare shim's orders).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ShimOptions {
     /// The container id, as the runtime knows it.
     pub id: String,
@@ -43,6 +48,16 @@ pub struct ShimOptions {
     /// The `berth-shim` binary; default: next to the current executable
     /// (or its parent dir, for test binaries in `target/*/deps`).
     pub shim_binary: Option<PathBuf>,
+    /// `runtime` is Berth's own: the shim drives it as a library, in its
+    /// own process (create, start, delete), instead of running its command
+    /// line three times. The container's init is still exec'd from a sealed
+    /// copy of `runtime`. Other runtimes (runc, crun) go by command line.
+    pub builtin: bool,
+    /// A sealed copy of `runtime` made once by the caller
+    /// ([`crate::runtime::exe::sealed_copy`]), handed down at fd
+    /// [`SEALED_RUNTIME_FD`] so that no container pays for copying it.
+    #[serde(skip)]
+    pub sealed_runtime: Option<Arc<OwnedFd>>,
 }
 
 impl ShimOptions {
@@ -66,6 +81,8 @@ impl ShimOptions {
             wait_attach: false,
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             shim_binary: None,
+            builtin: false,
+            sealed_runtime: None,
         }
     }
 
@@ -91,6 +108,13 @@ impl ShimOptions {
         }
         if self.wait_attach {
             a.push("--wait-attach".into());
+        }
+        if self.builtin {
+            a.push("--builtin".into());
+        }
+        if self.sealed_runtime.is_some() {
+            a.push("--sealed-runtime-fd".into());
+            a.push(SEALED_RUNTIME_FD.to_string().into());
         }
         a
     }
@@ -119,11 +143,25 @@ pub struct ShimInfo {
 /// socket (the container is then being created), or with the shim's error.
 pub fn spawn(opts: &ShimOptions) -> Result<ShimInfo> {
     let bin = opts.binary()?;
-    let out = Command::new(&bin)
-        .args(opts.args())
+    let mut cmd = Command::new(&bin);
+    cmd.args(opts.args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(fd) = &opts.sealed_runtime {
+        let raw = fd.as_raw_fd();
+        // SAFETY: only dup2 (async-signal-safe) between fork and exec; the
+        // copy at SEALED_RUNTIME_FD is not close-on-exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, SEALED_RUNTIME_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = cmd
         .output()
         .map_err(io_err(format!("running {}", bin.display())))?;
     if !out.status.success() {
@@ -138,7 +176,7 @@ pub fn spawn(opts: &ShimOptions) -> Result<ShimInfo> {
     pid_record(&opts.dir).ok_or_else(|| Error::Spawn(format!("the shim wrote no {PID_FILE}")))
 }
 
-fn pid_record(dir: &Path) -> Option<ShimInfo> {
+pub(crate) fn pid_record(dir: &Path) -> Option<ShimInfo> {
     let rec: PidRecord = serde_json::from_slice(&std::fs::read(dir.join(PID_FILE)).ok()?).ok()?;
     Some(ShimInfo {
         pid: rec.pid,

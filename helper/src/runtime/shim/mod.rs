@@ -61,11 +61,14 @@ mod fdpass;
 pub mod logs;
 mod oom;
 mod server;
+pub mod spare;
 mod time;
 
 pub use client::{alive, read_exit, spawn, ShimClient, ShimInfo, ShimOptions};
 pub use logs::{follow_logs, read_logs, read_logs_offset, FollowEvent, LogLine, Stream};
 pub use server::serve;
+pub use server::serve_spare;
+pub use spare::{spawn_spare, Spare};
 
 use std::io;
 use std::path::PathBuf;

@@ -41,16 +41,15 @@ const RUNTIME_MSG_CAP: usize = 8 * 1024;
 /// original process it does not return (see [`daemon::daemonize`]).
 pub fn serve(opts: ShimOptions) -> i32 {
     // Whatever fds the caller leaked to us must not reach the runtime or
-    // the container: only 0, 1 and 2 should (CVE-2024-21626 class).
-    // SAFETY: close_range(2) only sets flags on our own descriptors.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
+    // the container (CVE-2024-21626 class), nor stay open here for the
+    // container's life (a client's pipe would never see end-of-file): only
+    // 0, 1, 2 and the sealed runtime handed down stay.
+    let keep = if opts.sealed_runtime.is_some() {
+        super::client::SEALED_RUNTIME_FD
+    } else {
+        2
     };
+    close_fds_above(keep);
     if let Err(e) = precheck(&opts) {
         eprintln!("berth-shim: {e}");
         return 1;
@@ -72,6 +71,74 @@ pub fn serve(opts: ShimOptions) -> i32 {
             ready.fail(&e.to_string());
             1
         }
+    }
+}
+
+/// Entry point of `berth-shim --spare`: daemonize at once, wait on
+/// `control` for a container (see [`super::spare`]), then serve it as
+/// [`serve`] would.
+pub fn serve_spare(control: OwnedFd) -> i32 {
+    // As in `serve`: nothing leaked to us stays open, but the control socket.
+    close_fds_above(control.as_raw_fd());
+    match daemon::daemonize(Path::new("/dev/null")) {
+        Ok(ready) => ready.ok(),
+        Err(e) => {
+            eprintln!("berth-shim: cannot daemonize: {e}");
+            return 1;
+        }
+    }
+    let Some((opts, answer)) = super::spare::wait_for_orders(control) else {
+        return 0;
+    };
+    if let Err(e) = precheck(&opts) {
+        answer.fail(&e.to_string());
+        return 1;
+    }
+    // Our diagnostics go where a spawned shim's go.
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(opts.dir.join(SHIM_LOG))
+    {
+        // SAFETY: dup2 onto our own stderr.
+        Ok(f) => unsafe {
+            libc::dup2(f.as_raw_fd(), 2);
+        },
+        Err(e) => {
+            answer.fail(&format!("cannot open {}: {e}", SHIM_LOG));
+            return 1;
+        }
+    }
+    match Shim::setup(opts) {
+        Ok(shim) => {
+            answer.ok();
+            shim.run()
+        }
+        Err(e) => {
+            eprintln!("berth-shim: {e}");
+            answer.fail(&e.to_string());
+            1
+        }
+    }
+}
+
+/// Closes every descriptor above `fd` (all of them: a spare or a shim lives
+/// long, and a copy of somebody's pipe kept here would hold it open).
+fn close_fds_above(fd: i32) {
+    // SAFETY: close_range(2) on descriptors nothing in this process uses:
+    // we are single-threaded and own nothing above `fd` yet.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, (fd + 1) as u32, u32::MAX, 0u32) };
+    if r != 0 {
+        // Old kernels: at least keep them from the runtime and container.
+        // SAFETY: as above, flags only.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                (fd + 1) as u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
     }
 }
 
@@ -191,8 +258,9 @@ struct Shim {
     pending_signals: Vec<i32>,
     exit: Option<ExitInfo>,
     drain_deadline: Option<Instant>,
-    /// Container-side ends of the stdio pipes, until `create` is spawned.
-    child_stdio: Option<[Stdio; 3]>,
+    /// Container-side ends of the stdio (stdin, stdout, stderr; `None`:
+    /// /dev/null), until `create` runs.
+    child_stdio: Option<[Option<OwnedFd>; 3]>,
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -381,7 +449,7 @@ impl Shim {
                 .as_ref()
                 .expect("just made")
                 .try_clone()?;
-            shim.child_stdio = Some([Stdio::null(), Stdio::from(w.try_clone()?), Stdio::from(w)]);
+            shim.child_stdio = Some([None, Some(w.try_clone()?), Some(w)]);
         } else {
             let (out_r, out_w) = pipe()?;
             let (err_r, err_w) = pipe()?;
@@ -392,11 +460,11 @@ impl Shim {
                 let (in_r, in_w) = pipe()?;
                 set_nonblocking(in_w.as_fd())?;
                 shim.stdin_w = Some(in_w);
-                Stdio::from(in_r)
+                Some(in_r)
             } else {
-                Stdio::null()
+                None
             };
-            shim.child_stdio = Some([stdin, Stdio::from(out_w), Stdio::from(err_w)]);
+            shim.child_stdio = Some([stdin, Some(out_w), Some(err_w)]);
         }
         Ok(shim)
     }
@@ -434,6 +502,12 @@ impl Shim {
 
     fn spawn_create(&mut self) -> io::Result<()> {
         let [stdin, stdout, stderr] = self.child_stdio.take().expect("stdio prepared in setup");
+        if self.opts.builtin {
+            self.create_builtin([stdin, stdout, stderr]);
+            return Ok(());
+        }
+        let stdio = |fd: Option<OwnedFd>| fd.map(Stdio::from).unwrap_or_else(Stdio::null);
+        let (stdin, stdout, stderr) = (stdio(stdin), stdio(stdout), stdio(stderr));
         let mut cmd = self.runtime_cmd("create");
         cmd.arg("--bundle")
             .arg(&self.opts.bundle)
@@ -457,7 +531,62 @@ impl Shim {
         Ok(())
     }
 
+    /// `create` through the runtime library, in this process: a few ms
+    /// sooner than running `berth-runtime create` (no exec of the runtime,
+    /// and no copy of it when berthd handed down a sealed one).
+    fn create_builtin(&mut self, [stdin, stdout, stderr]: [Option<OwnedFd>; 3]) {
+        use crate::runtime::{Container, CreateOptions};
+        // A console socket path may be too long for sun_path; the runtime
+        // connects from this very process, so /proc/self/fd/N/... works.
+        let console = if self.opts.tty {
+            match super::short_path(&self.opts.dir.join(CONSOLE_SOCKET), "self") {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return self.runtime_failed(format!("the console socket: {e}"), 126);
+                }
+            }
+        } else {
+            None
+        };
+        let created = Container::create(CreateOptions {
+            id: self.opts.id.clone(),
+            bundle: self.opts.bundle.clone(),
+            state_root: self.opts.runtime_root.clone(),
+            pid_file: Some(self.opts.dir.join(INIT_PID_FILE)),
+            console_socket: console.as_ref().map(|(addr, _)| addr.clone()),
+            stdin,
+            stdout,
+            stderr,
+            runtime_exe: Some(self.opts.runtime.clone()),
+            sealed_exe: self
+                .opts
+                .sealed_runtime
+                .as_ref()
+                .and_then(|fd| fd.try_clone().ok()),
+        });
+        drop(console);
+        // The init (a child of ours until it forked the container) was
+        // reaped by `create`; the container's pid 1 is ours to reap now.
+        match created {
+            Ok(c) => {
+                self.runtime_msgs.clear();
+                self.created(c.pid());
+            }
+            Err(e) => self.runtime_failed(e.to_string(), e.exit_code()),
+        }
+    }
+
     fn spawn_start(&mut self) -> io::Result<()> {
+        if self.opts.builtin {
+            let started = crate::runtime::Container::load(&self.opts.runtime_root, &self.opts.id)
+                .and_then(|c| c.start());
+            match started {
+                Ok(()) => self.started = true,
+                Err(e) if self.exit.is_none() => self.runtime_failed(e.to_string(), e.exit_code()),
+                Err(_) => {}
+            }
+            return Ok(());
+        }
         let w = self.runtime_out_w.take().expect("start is spawned once");
         let child = self
             .runtime_cmd("start")
@@ -1022,6 +1151,11 @@ impl Shim {
                 128,
             );
         };
+        self.created(pid);
+    }
+
+    /// The container exists, its pid 1 is `pid`: start it (or not).
+    fn created(&mut self, pid: i32) {
         self.init = Some(pid);
         if let Some(st) = self.orphans.remove(&pid) {
             return self.init_exited(st);
@@ -1132,18 +1266,7 @@ impl Shim {
         if let Err(e) = super::write_atomic(&self.opts.dir.join(EXIT_FILE), &exit_json) {
             eprintln!("berth-shim: writing {EXIT_FILE}: {e}");
         }
-        let deleted = self
-            .runtime_cmd("delete")
-            .arg("--force")
-            .arg(&self.opts.id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status();
-        if let Err(e) = deleted
-            .as_ref()
-            .map_err(|e| e.to_string())
-            .and_then(|s| check(*s))
-        {
+        if let Err(e) = self.runtime_delete() {
             eprintln!("berth-shim: runtime delete: {e}");
         }
         // Requests that came in since the last poll (a `wait` among them)
@@ -1170,6 +1293,31 @@ impl Shim {
         self.sources.clear();
         let _ = std::fs::remove_file(self.opts.dir.join(SOCKET));
         let _ = std::fs::remove_file(self.opts.dir.join(CONSOLE_SOCKET));
+    }
+}
+
+impl Shim {
+    /// `delete --force`: the container's runtime state and cgroup go.
+    fn runtime_delete(&self) -> Result<(), String> {
+        if self.opts.builtin {
+            return match crate::runtime::Container::load(&self.opts.runtime_root, &self.opts.id) {
+                Ok(c) => c.delete(true).map_err(|e| e.to_string()),
+                // Never created (or already deleted): nothing to do.
+                Err(crate::runtime::Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        let deleted = self
+            .runtime_cmd("delete")
+            .arg("--force")
+            .arg(&self.opts.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+        deleted
+            .as_ref()
+            .map_err(|e| e.to_string())
+            .and_then(|s| check(*s))
     }
 }
 
