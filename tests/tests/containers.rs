@@ -235,6 +235,12 @@ fn limits_are_enforced() {
         "-c",
         "while :; do :; done",
     ]);
+    // Right away, before berthd's next tick, it is in the table already.
+    let out = env.ok(&["stats", "--no-stream", "spin"]);
+    assert!(
+        out.contains("spin"),
+        "a just started container is missing: {out}"
+    );
     std::thread::sleep(Duration::from_secs(4));
     let id = env.ok(&["ps", "-q"]).trim().to_string();
     let stats: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "spin"])).unwrap();

@@ -383,6 +383,21 @@ impl Helper {
                     .id,
             );
         }
+        // A container started since the last tick has no sample yet: take
+        // one now rather than leave it out (as `docker stats` shows it).
+        let running: Vec<String> = self
+            .containers
+            .list(false)
+            .map_err(super::containers::container_error)?
+            .into_iter()
+            .map(|c| c.id)
+            .filter(|id| keys.is_empty() || keys.contains(id))
+            .collect();
+        let have = self.metrics.current(&keys);
+        if running.iter().any(|id| !have.contains_key(id)) {
+            let (metrics, containers) = (self.metrics.clone(), self.containers.clone());
+            let _ = tokio::task::spawn_blocking(move || metrics.sample_all(&containers)).await;
+        }
         Ok(serde_json::to_string(&self.metrics.current(&keys)).expect("serialises"))
     }
 
