@@ -641,3 +641,18 @@ fn a_spare_shim_takes_a_container_later_and_holds_no_stray_fds() {
         "the spare outlived its control socket"
     );
 }
+
+#[test]
+fn a_held_start_goes_ahead_when_no_client_comes() {
+    require_root!();
+    // The client that asked to attach first never does (berthd died, say):
+    // after the grace the container runs detached, its output in the log.
+    let mut case = Case::new(&["sh", "-c", "echo nobody listened"], false).attached_first();
+    case.opts.attach_grace_secs = 1;
+    let client = case.spawn();
+    let exit = wait(&client, 20);
+    assert_eq!(exit.exit_code, 0, "{exit:?}");
+    assert!(case
+        .lines()
+        .contains(&(Stream::Stdout, "nobody listened\n".into())));
+}

@@ -41,6 +41,9 @@ struct Args {
     /// Hold the container's start until the first client attaches.
     #[arg(long)]
     wait_attach: bool,
+    /// With --wait-attach: start anyway after this many seconds alone.
+    #[arg(long, default_value_t = shim::client::DEFAULT_ATTACH_GRACE_SECS)]
+    attach_grace_secs: u64,
     /// Rotate the log past this many bytes.
     #[arg(long, default_value_t = DEFAULT_LOG_MAX_BYTES)]
     log_max_bytes: u64,
@@ -73,6 +76,7 @@ fn main() {
     opts.tty = a.tty;
     opts.stdin = a.stdin;
     opts.wait_attach = a.wait_attach;
+    opts.attach_grace_secs = a.attach_grace_secs;
     opts.log_max_bytes = a.log_max_bytes;
     opts.builtin = a.builtin;
     if let Some(fd) = a.sealed_runtime_fd {

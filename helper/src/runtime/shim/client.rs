@@ -18,6 +18,13 @@ use super::{
     PID_FILE, SOCKET,
 };
 
+/// How long a held start waits for its first client by default.
+pub const DEFAULT_ATTACH_GRACE_SECS: u64 = 30;
+
+fn default_attach_grace() -> u64 {
+    DEFAULT_ATTACH_GRACE_SECS
+}
+
 /// Where a sealed runtime copy handed to the shim lands (`--sealed-runtime-fd`).
 pub const SEALED_RUNTIME_FD: i32 = 3;
 
@@ -43,6 +50,11 @@ pub struct ShimOptions {
     /// Hold the container's start until the first client attaches, so it
     /// sees all of the output.
     pub wait_attach: bool,
+    /// With `wait_attach`: start anyway after this many seconds without a
+    /// client (berthd or its caller went away meanwhile), as a detached
+    /// container; its output is in the log.
+    #[serde(default = "default_attach_grace")]
+    pub attach_grace_secs: u64,
     /// Rotate the log past this size.
     pub log_max_bytes: u64,
     /// The `berth-shim` binary; default: next to the current executable
@@ -79,6 +91,7 @@ impl ShimOptions {
             tty: false,
             stdin: false,
             wait_attach: false,
+            attach_grace_secs: DEFAULT_ATTACH_GRACE_SECS,
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             shim_binary: None,
             builtin: false,
@@ -108,6 +121,8 @@ impl ShimOptions {
         }
         if self.wait_attach {
             a.push("--wait-attach".into());
+            a.push("--attach-grace-secs".into());
+            a.push(self.attach_grace_secs.to_string().into());
         }
         if self.builtin {
             a.push("--builtin".into());

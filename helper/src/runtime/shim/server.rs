@@ -248,6 +248,8 @@ struct Shim {
     create: Option<i32>,
     /// `start` waits for the first attach (`--wait-attach`).
     start_held: bool,
+    /// When a held start goes ahead without a client.
+    start_held_until: Option<Instant>,
     start: Option<i32>,
     started: bool,
     init: Option<i32>,
@@ -430,6 +432,7 @@ impl Shim {
             sources: Vec::new(),
             create: None,
             start_held: false,
+            start_held_until: None,
             start: None,
             started: false,
             init: None,
@@ -659,7 +662,11 @@ impl Shim {
                 toks.push(Tok::Source(i));
             }
         }
-        let timeout = self.drain_deadline.map(|d| {
+        let deadline = match (self.drain_deadline, self.start_held_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = deadline.map(|d| {
             let left = d.saturating_duration_since(Instant::now());
             rustix::event::Timespec {
                 tv_sec: left.as_secs() as _,
@@ -681,6 +688,10 @@ impl Shim {
         events.sort_by_key(|(t, _)| matches!(t, Tok::Signal));
         for (tok, ev) in events {
             self.handle(tok, ev);
+        }
+        if self.start_held && self.start_held_until.is_some_and(|t| Instant::now() >= t) {
+            eprintln!("berth-shim: no client attached in time; starting the container detached");
+            self.start_now();
         }
         self.settle();
         Ok(())
@@ -1170,6 +1181,8 @@ impl Shim {
         // client that started it: hold `start` until it has attached.
         if self.opts.wait_attach && self.sinks.is_empty() {
             self.start_held = true;
+            self.start_held_until =
+                Some(Instant::now() + Duration::from_secs(self.opts.attach_grace_secs));
             return;
         }
         self.start_now();
@@ -1177,6 +1190,7 @@ impl Shim {
 
     fn start_now(&mut self) {
         self.start_held = false;
+        self.start_held_until = None;
         if let Err(e) = self.spawn_start() {
             self.runtime_failed(
                 format!(
