@@ -7,7 +7,8 @@
 //! mknod is not allowed, so empty files are created and the host's nodes
 //! bind-mounted over them, as runc does. An entry already at a device's path
 //! (an image may ship `/dev/null` as a symlink to anything) is removed
-//! first, never followed.
+//! first, never followed. A node made with mknod is then given the
+//! device's owner (as runc does); a bind-mounted host node keeps its own.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,9 @@ pub struct Device {
     pub major: u32,
     pub minor: u32,
     pub mode: u32,
+    /// Owner of a node made with mknod (runc: ignored for bind mounts).
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The devices of every container (runc's and Docker's defaults).
@@ -44,6 +48,8 @@ pub fn default_devices() -> Vec<Device> {
         major,
         minor,
         mode: 0o666,
+        uid: 0,
+        gid: 0,
     })
     .collect()
 }
@@ -68,6 +74,8 @@ pub fn all_devices(spec_devices: &[oci_spec::runtime::LinuxDevice]) -> Vec<Devic
             major: d.major() as u32,
             minor: d.minor() as u32,
             mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
         });
     }
     out
@@ -121,6 +129,8 @@ pub fn create<S: Syscall>(sys: &S, rootfs: &Path, devices: &[Device], bind: bool
             let dev = libc::makedev(d.major, d.minor);
             sys.mknod(&at, d.kind | (d.mode & 0o7777), dev)
                 .ctx(|| format!("mknod {} ({}:{})", d.path.display(), d.major, d.minor))?;
+            sys.lchown(&at, d.uid, d.gid)
+                .ctx(|| format!("giving {} to uid {} gid {}", d.path.display(), d.uid, d.gid))?;
         }
     }
     Ok(())

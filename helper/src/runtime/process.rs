@@ -218,7 +218,7 @@ fn container_init(ch: &mut Channel, c: CreateConfig, plan: Plan) -> Result<Infal
         cgroups: CgroupLayout::detect(),
     };
     rootfs::prepare(&sys, spec, &cfg)?;
-    rootfs::pivot(&sys, &cfg.rootfs)?;
+    rootfs::pivot(&sys, spec, &cfg.rootfs)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         sys.sethostname(h)
             .ctx(|| format!("setting the hostname to {h:?}"))?;

@@ -2,12 +2,15 @@
 //!
 //! 1. make every mount private (or `linux.rootfsPropagation`) so nothing
 //!    we do propagates to the host;
-//! 2. bind the rootfs onto itself (pivot_root needs a mount point);
+//! 2. make the mount holding the rootfs private (pivot_root refuses a new
+//!    root whose parent mount is shared), bind the rootfs onto itself
+//!    (pivot_root needs a mount point);
 //! 3. the spec's mounts, in order, each destination resolved *inside* the
 //!    rootfs ([`Syscall::resolve`]) so a symlink in the image cannot point a
 //!    mount at the host;
 //! 4. devices and `/dev` symlinks, unless `/dev` is bound from the host;
-//! 5. pivot_root, old root detached;
+//! 5. pivot_root, old root detached, `linux.rootfsPropagation` applied to
+//!    the new `/` (as runc does: only now is `/` the container's root);
 //! 6. after it ([`finish`]): sysctls, masked paths, read-only paths, a
 //!    read-only root.
 
@@ -77,12 +80,7 @@ impl CgroupLayout {
 
 /// Steps 1-4: everything up to pivot_root.
 pub fn prepare<S: Syscall>(sys: &S, spec: &Spec, cfg: &Config) -> Result<()> {
-    let propagation = match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
-        None | Some("") => libc::MS_PRIVATE | libc::MS_REC,
-        Some(p) => mounts::propagation(p).ok_or_else(|| {
-            Error::InvalidSpec(format!("linux.rootfsPropagation {p:?} is not one of private, slave, shared, unbindable (optionally r-prefixed)"))
-        })?,
-    };
+    let propagation = root_propagation(spec)?.unwrap_or(libc::MS_PRIVATE | libc::MS_REC);
     sys.mount(&MountArgs {
         source: None,
         target: "/".into(),
@@ -91,6 +89,7 @@ pub fn prepare<S: Syscall>(sys: &S, spec: &Spec, cfg: &Config) -> Result<()> {
         data: None,
     })
     .ctx(|| "making the container's mounts private".into())?;
+    parent_mount_private(sys, &cfg.rootfs)?;
     sys.mount(&MountArgs {
         source: Some(cfg.rootfs.clone()),
         target: cfg.rootfs.clone(),
@@ -128,6 +127,58 @@ pub fn prepare<S: Syscall>(sys: &S, spec: &Spec, cfg: &Config) -> Result<()> {
         devices::symlinks(sys, &cfg.rootfs)?;
     }
     Ok(())
+}
+
+/// The mount flags of `linux.rootfsPropagation`, None when unset.
+fn root_propagation(spec: &Spec) -> Result<Option<u64>> {
+    match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
+        None | Some("") => Ok(None),
+        Some(p) => mounts::propagation(p).map(Some).ok_or_else(|| {
+            Error::InvalidSpec(format!("linux.rootfsPropagation {p:?} is not one of private, slave, shared, unbindable (optionally r-prefixed)"))
+        }),
+    }
+}
+
+/// Make the mount the rootfs lives on private (not recursively): the bind
+/// of the rootfs then propagates nowhere, and pivot_root, which refuses a
+/// new root whose parent mount is shared, accepts it even when
+/// `rootfsPropagation` made `/` shared. mount(2) answers EINVAL for a path
+/// that is not a mount point, so walk up until one is (runc's
+/// `rootfsParentMountPrivate`).
+fn parent_mount_private<S: Syscall>(sys: &S, rootfs: &Path) -> Result<()> {
+    let mut path = rootfs;
+    loop {
+        let r = sys.mount(&MountArgs {
+            source: None,
+            target: path.to_path_buf(),
+            fstype: None,
+            flags: libc::MS_PRIVATE,
+            data: None,
+        });
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match path.parent() {
+                Some(parent) => path = parent,
+                None => {
+                    return Err(e).ctx(|| {
+                        format!(
+                            "making the mount holding the rootfs {} private",
+                            rootfs.display()
+                        )
+                    })
+                }
+            },
+            Err(e) => {
+                return Err(e).ctx(|| {
+                    format!(
+                        "making the mount holding the rootfs {} private ({})",
+                        rootfs.display(),
+                        path.display()
+                    )
+                })
+            }
+        }
+    }
 }
 
 fn mount_options(m: &Mount) -> MountOptions {
@@ -365,10 +416,24 @@ fn mount_cgroup<S: Syscall>(sys: &S, dest: &Path, opts: &MountOptions, cfg: &Con
     }
 }
 
-/// Step 5.
-pub fn pivot<S: Syscall>(sys: &S, rootfs: &Path) -> Result<()> {
+/// Step 5. `linux.rootfsPropagation` is applied to `/` only now: before
+/// pivot_root the rootfs' parent mount must not be shared, and `/` was the
+/// host's root, not the container's.
+pub fn pivot<S: Syscall>(sys: &S, spec: &Spec, rootfs: &Path) -> Result<()> {
+    let propagation = root_propagation(spec)?;
     sys.pivot_root(rootfs)
-        .ctx(|| format!("pivot_root into {}", rootfs.display()))
+        .ctx(|| format!("pivot_root into {}", rootfs.display()))?;
+    if let Some(flags) = propagation {
+        sys.mount(&MountArgs {
+            source: None,
+            target: "/".into(),
+            fstype: None,
+            flags,
+            data: None,
+        })
+        .ctx(|| "applying linux.rootfsPropagation to the container's /".into())?;
+    }
+    Ok(())
 }
 
 /// Step 6, inside the new root.

@@ -68,6 +68,7 @@ pub enum Call {
     Sethostname(String),
     Unshare(i32),
     Mknod(PathBuf, u32, u64),
+    Lchown(PathBuf, u32, u32),
     Symlink(PathBuf, PathBuf),
     Unlink(PathBuf),
     WriteFile(PathBuf, String),
@@ -83,6 +84,8 @@ pub trait Syscall {
     fn unshare(&self, flags: i32) -> io::Result<()>;
     fn setns(&self, fd: &OwnedFd, nstype: i32) -> io::Result<()>;
     fn mknod(&self, path: &Path, mode: u32, dev: u64) -> io::Result<()>;
+    /// chown without following a final symlink.
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()>;
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
     /// Remove a non-directory entry (no error if it does not exist).
     fn unlink(&self, path: &Path) -> io::Result<()>;
@@ -286,6 +289,10 @@ impl Syscall for LinuxSyscall {
         check(unsafe { libc::mknod(p.as_ptr(), mode, dev) })
     }
 
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+    }
+
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(target, link)
     }
@@ -467,6 +474,9 @@ impl Syscall for RecordingSyscall {
     }
     fn mknod(&self, path: &Path, mode: u32, dev: u64) -> io::Result<()> {
         self.push(Call::Mknod(path.into(), mode, dev))
+    }
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        self.push(Call::Lchown(path.into(), uid, gid))
     }
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
         self.push(Call::Symlink(target.into(), link.into()))

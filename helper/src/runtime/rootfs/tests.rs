@@ -56,10 +56,89 @@ fn default_spec_plan_starts_private_and_binds_the_rootfs() {
         }
     );
     assert_eq!(
-        mounts[1].source.as_deref(),
+        mounts[1],
+        MountArgs {
+            source: None,
+            target: "/bundle/rootfs".into(),
+            fstype: None,
+            flags: libc::MS_PRIVATE,
+            data: None
+        }
+    );
+    assert_eq!(
+        mounts[2].source.as_deref(),
         Some(Path::new("/bundle/rootfs"))
     );
-    assert_eq!(mounts[1].flags, libc::MS_BIND | libc::MS_REC);
+    assert_eq!(mounts[2].flags, libc::MS_BIND | libc::MS_REC);
+}
+
+fn with_root_propagation(p: &str) -> Spec {
+    let mut spec = default_spec();
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_rootfs_propagation(Some(p.into()));
+    spec.set_linux(Some(linux));
+    spec
+}
+
+#[test]
+fn shared_root_propagation_keeps_the_rootfs_parent_private_until_after_pivot() {
+    for (name, flags) in [
+        ("shared", libc::MS_SHARED),
+        ("rshared", libc::MS_SHARED | libc::MS_REC),
+        ("slave", libc::MS_SLAVE),
+        ("rprivate", libc::MS_PRIVATE | libc::MS_REC),
+        ("unbindable", libc::MS_UNBINDABLE),
+    ] {
+        let spec = with_root_propagation(name);
+        let sys = RecordingSyscall::default();
+        prepare(&sys, &spec, &config(true, false)).unwrap();
+        pivot(&sys, &spec, Path::new("/bundle/rootfs")).unwrap();
+        let calls = sys.calls.borrow();
+        let mounts = sys.mounts();
+        assert_eq!(mounts[0].target, Path::new("/"), "{name}");
+        assert_eq!(mounts[0].flags, libc::MS_REC | flags, "{name}");
+        // pivot_root's IS_SHARED(new_mnt->mnt_parent) check.
+        assert_eq!(mounts[1].target, Path::new("/bundle/rootfs"), "{name}");
+        assert_eq!(mounts[1].flags, libc::MS_PRIVATE, "{name}");
+        assert_eq!(mounts[2].flags, libc::MS_BIND | libc::MS_REC, "{name}");
+        // The requested propagation, exactly, on the new root.
+        let pivoted = calls
+            .iter()
+            .position(|c| matches!(c, Call::PivotRoot(_)))
+            .unwrap();
+        assert_eq!(
+            calls[pivoted + 1..],
+            [Call::Mount(MountArgs {
+                source: None,
+                target: "/".into(),
+                fstype: None,
+                flags,
+                data: None
+            })],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn without_root_propagation_pivot_changes_nothing_after() {
+    let sys = RecordingSyscall::default();
+    pivot(&sys, &default_spec(), Path::new("/bundle/rootfs")).unwrap();
+    assert_eq!(
+        *sys.calls.borrow(),
+        [Call::PivotRoot("/bundle/rootfs".into())]
+    );
+}
+
+#[test]
+fn a_bad_root_propagation_is_refused() {
+    let sys = RecordingSyscall::default();
+    let spec = with_root_propagation("sideways");
+    assert!(matches!(
+        prepare(&sys, &spec, &config(true, false)),
+        Err(Error::InvalidSpec(_))
+    ));
+    assert!(sys.calls.borrow().is_empty());
 }
 
 #[test]
@@ -147,6 +226,78 @@ fn devices_are_made_with_mknod_and_linked() {
         "/proc/self/fd".into(),
         "/bundle/rootfs/dev/fd".into()
     )));
+}
+
+fn with_device(uid: Option<u32>, gid: Option<u32>) -> Spec {
+    use oci_spec::runtime::{LinuxDeviceBuilder, LinuxDeviceType};
+    let mut spec = default_spec();
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut b = LinuxDeviceBuilder::default()
+        .path("/dev/custom")
+        .typ(LinuxDeviceType::C)
+        .major(1)
+        .minor(3)
+        .file_mode(0o640u32);
+    if let Some(uid) = uid {
+        b = b.uid(uid);
+    }
+    if let Some(gid) = gid {
+        b = b.gid(gid);
+    }
+    linux.set_devices(Some(vec![b.build().unwrap()]));
+    spec.set_linux(Some(linux));
+    spec
+}
+
+#[test]
+fn a_device_made_with_mknod_gets_its_owner() {
+    let sys = RecordingSyscall::default();
+    prepare(
+        &sys,
+        &with_device(Some(1000), Some(1001)),
+        &config(true, false),
+    )
+    .unwrap();
+    let calls = sys.calls.borrow();
+    let mknod = calls
+        .iter()
+        .position(|c| {
+            *c == Call::Mknod(
+                "/bundle/rootfs/dev/custom".into(),
+                libc::S_IFCHR | 0o640,
+                libc::makedev(1, 3),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        calls[mknod + 1],
+        Call::Lchown("/bundle/rootfs/dev/custom".into(), 1000, 1001)
+    );
+    // The defaults (and a device without uid/gid) belong to root.
+    assert!(calls.contains(&Call::Lchown("/bundle/rootfs/dev/null".into(), 0, 0)));
+    let sys = RecordingSyscall::default();
+    prepare(&sys, &with_device(None, Some(7)), &config(true, false)).unwrap();
+    assert!(sys
+        .calls
+        .borrow()
+        .contains(&Call::Lchown("/bundle/rootfs/dev/custom".into(), 0, 7)));
+}
+
+#[test]
+fn a_bound_device_keeps_the_hosts_owner() {
+    let sys = RecordingSyscall::default();
+    prepare(
+        &sys,
+        &with_device(Some(1000), Some(1001)),
+        &config(true, true),
+    )
+    .unwrap();
+    assert!(!find(&sys.mounts(), "/bundle/rootfs/dev/custom").is_empty());
+    assert!(!sys
+        .calls
+        .borrow()
+        .iter()
+        .any(|c| matches!(c, Call::Lchown(..))));
 }
 
 #[test]
