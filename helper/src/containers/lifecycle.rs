@@ -369,9 +369,13 @@ impl Containers {
 /// already ended (it could not start, or ran very briefly).
 fn wait_started(dir: &std::path::Path) -> bool {
     use crate::runtime::shim::Status;
+    let Ok(client) = ShimClient::connect(dir) else {
+        return true;
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
-        match ShimClient::connect(dir).and_then(|s| s.state()) {
+        // Each call is a connection of its own; a gone shim fails it.
+        match client.state() {
             Ok(st) if st.status == Status::Creating => {}
             Ok(st) => return st.status == Status::Exited,
             // The shim is gone (the monitor records why).

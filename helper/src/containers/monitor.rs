@@ -142,11 +142,9 @@ impl Containers {
             let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.delete();
         }
-        let _ = std::process::Command::new(&self.inner.runtime_bin)
-            .arg("--root")
-            .arg(&self.inner.runtime_root)
-            .args(["delete", "--force", id])
-            .output();
+        if let Ok(c) = crate::runtime::Container::load(&self.inner.runtime_root, id) {
+            let _ = c.delete(true);
+        }
     }
 
     /// After berthd starts: resume watching live shims, settle the rest.

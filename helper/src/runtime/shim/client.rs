@@ -158,19 +158,41 @@ pub struct ShimInfo {
 /// socket (the container is then being created), or with the shim's error.
 pub fn spawn(opts: &ShimOptions) -> Result<ShimInfo> {
     let bin = opts.binary()?;
-    let mut cmd = Command::new(&bin);
-    cmd.args(opts.args())
+    let fd = opts
+        .sealed_runtime
+        .as_ref()
+        .map(|fd| (fd.as_raw_fd(), SEALED_RUNTIME_FD));
+    run_until_daemon(&bin, &opts.args(), fd, None)?;
+    pid_record(&opts.dir).ok_or_else(|| Error::Spawn(format!("the shim wrote no {PID_FILE}")))
+}
+
+/// Runs `berth-shim` (`bin`) with `args` until its first process exits,
+/// which it does once the daemon it forked is ready (or failed: then with
+/// the daemon's message). `fd` = (ours, theirs): our fd is handed down at
+/// the number `theirs`, not close-on-exec; `nice` sets its priority.
+pub(crate) fn run_until_daemon(
+    bin: &Path,
+    args: &[OsString],
+    fd: Option<(i32, i32)>,
+    nice: Option<i32>,
+) -> Result<()> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if let Some(fd) = &opts.sealed_runtime {
-        let raw = fd.as_raw_fd();
-        // SAFETY: only dup2 (async-signal-safe) between fork and exec; the
-        // copy at SEALED_RUNTIME_FD is not close-on-exec.
+    if fd.is_some() || nice.is_some() {
+        // SAFETY: only dup2 and setpriority (async-signal-safe) between
+        // fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(raw, SEALED_RUNTIME_FD) < 0 {
-                    return Err(io::Error::last_os_error());
+                if let Some((ours, theirs)) = fd {
+                    if libc::dup2(ours, theirs) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                if let Some(n) = nice {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, n);
                 }
                 Ok(())
             });
@@ -188,7 +210,7 @@ pub fn spawn(opts: &ShimOptions) -> Result<ShimInfo> {
             msg
         }));
     }
-    pid_record(&opts.dir).ok_or_else(|| Error::Spawn(format!("the shim wrote no {PID_FILE}")))
+    Ok(())
 }
 
 pub(crate) fn pid_record(dir: &Path) -> Option<ShimInfo> {

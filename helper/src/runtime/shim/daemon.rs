@@ -38,10 +38,11 @@ pub(crate) fn write_pid_file(dir: &Path) -> io::Result<PidRecord> {
     Ok(rec)
 }
 
-/// The daemon's end of the readiness pipe.
-pub(crate) struct Ready(File);
+/// The daemon's end of the readiness pipe (or, for a spare, of its
+/// control socket): one line, `ok` or `error: …`.
+pub(crate) struct Ready<W: Write = File>(pub(crate) W);
 
-impl Ready {
+impl<W: Write> Ready<W> {
     pub(crate) fn ok(mut self) {
         let _ = self.0.write_all(b"ok\n");
     }

@@ -14,18 +14,18 @@
 //! and only berthd holds the other end. When berthd goes away unassigned
 //! spares read end-of-file and exit; nothing else refers to them.
 
+use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::net::RecvFlags;
 
-use super::client::{pid_record, ShimInfo, ShimOptions};
+use super::client::{pid_record, run_until_daemon, ShimInfo, ShimOptions};
+use super::daemon::Ready;
 use super::fdpass::{recv_with_fds, send_with_fds};
 use super::{io_err, Error, Result};
 
@@ -50,35 +50,20 @@ pub struct Spare {
 /// it is a daemon waiting for its container.
 pub fn spawn_spare(shim_binary: &Path) -> Result<Spare> {
     let (ours, theirs) = UnixStream::pair().map_err(io_err("creating a socket pair"))?;
-    let raw = theirs.as_raw_fd();
-    let mut cmd = Command::new(shim_binary);
-    cmd.args(["--spare", "--control-fd", &CONTROL_FD.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: only dup2 and setpriority (async-signal-safe) between fork
-    // and exec. A spare starts at the lowest priority, so that starting it
-    // yields to containers being started now; it takes the normal one back
-    // when it gets a container.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(raw, CONTROL_FD) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            libc::setpriority(libc::PRIO_PROCESS, 0, SPARE_NICE);
-            Ok(())
-        });
-    }
-    let out = cmd
-        .output()
-        .map_err(io_err(format!("running {}", shim_binary.display())))?;
+    // A spare starts at the lowest priority, so that starting it yields to
+    // containers being started now; it takes the normal one back when it
+    // gets a container.
+    let args: Vec<OsString> = ["--spare", "--control-fd", &CONTROL_FD.to_string()]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    run_until_daemon(
+        shim_binary,
+        &args,
+        Some((theirs.as_raw_fd(), CONTROL_FD)),
+        Some(SPARE_NICE),
+    )?;
     drop(theirs);
-    if !out.status.success() {
-        return Err(Error::Spawn(format!(
-            "the spare shim failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
     ours.set_read_timeout(Some(ASSIGN_TIMEOUT))
         .map_err(io_err("setting a timeout"))?;
     let mut hello = [0u8; 32];
@@ -152,7 +137,7 @@ pub(crate) fn wait_for_orders(control: OwnedFd) -> Option<(ShimOptions, Answer)>
     // Working now: back to the normal priority (root may lower its nice).
     // SAFETY: plain syscall on ourselves.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) };
-    let answer = Answer(sock);
+    let answer = Ready(sock);
     let mut opts: ShimOptions = match serde_json::from_slice(&line) {
         Ok(o) => o,
         Err(e) => {
@@ -164,15 +149,5 @@ pub(crate) fn wait_for_orders(control: OwnedFd) -> Option<(ShimOptions, Answer)>
     Some((opts, answer))
 }
 
-/// The spare's answer to berthd, sent once.
-pub(crate) struct Answer(UnixStream);
-
-impl Answer {
-    pub(crate) fn ok(mut self) {
-        let _ = self.0.write_all(b"ok\n");
-    }
-
-    pub(crate) fn fail(mut self, message: &str) {
-        let _ = self.0.write_all(format!("error: {message}\n").as_bytes());
-    }
-}
+/// The spare's answer to berthd, sent once, as a daemon's readiness.
+pub(crate) type Answer = Ready<UnixStream>;
