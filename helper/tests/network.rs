@@ -91,8 +91,12 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with_config(NetworkConfig::default())
+    }
+
+    fn with_config(config: NetworkConfig) -> Fixture {
         let run_root = tempfile::tempdir().unwrap();
-        let nets = Networks::new(run_root.path(), NetworkConfig::default());
+        let nets = Networks::new(run_root.path(), config);
         Fixture {
             run_root,
             www: tempfile::tempdir().unwrap(),
@@ -746,5 +750,442 @@ fn a_container_joins_its_network_through_the_spec() {
     );
     assert!(stdout.contains(&format!("inet {}/24", e.ip)), "{stdout}");
     assert!(stdout.contains("from the network"), "{stdout}");
+    f.finish();
+}
+
+/// The interface's alias (`ip link set … alias`).
+fn alias(link: &str) -> String {
+    std::fs::read_to_string(format!("/sys/class/net/{link}/ifalias"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn link_exists(link: &str) -> bool {
+    Path::new("/sys/class/net").join(link).exists()
+}
+
+fn ifindex(link: &str) -> u32 {
+    std::fs::read_to_string(format!("/sys/class/net/{link}/ifindex"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn nft_table_text(table: &str) -> String {
+    text(&run("nft", &["list", "table", "inet", table]).stdout)
+}
+
+/// Unmounts a network namespace file as someone might by hand.
+fn unmount(path: &Path) {
+    rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).unwrap();
+}
+
+/// Waits for the kernel to dismantle an unmounted namespace, with its veth.
+fn wait_gone(link: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while link_exists(link) {
+        assert!(Instant::now() < deadline, "{link} is still there");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Fixture {
+    fn record_path(&self, network: &str) -> PathBuf {
+        self.run_root
+            .path()
+            .join("networks")
+            .join(format!("{network}.json"))
+    }
+
+    /// Takes the container out of the network's record, as a crash before
+    /// the record was written would have left it.
+    fn forget_endpoint(&self, network: &str, container: &str) {
+        let path = self.record_path(network);
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["endpoints"]
+            .as_object_mut()
+            .unwrap()
+            .remove(container)
+            .expect("recorded");
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+
+    fn scope_hash(&self) -> String {
+        berthd::network::names::scope_hash(&self.run_root.path().display().to_string())
+    }
+}
+
+#[test]
+fn objects_carry_their_berthds_tag_and_create_restores_it() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let net = f.create("tagged");
+    let c = container_id("c");
+    let e = f.attach("tagged", &c);
+    let scope = f.scope_hash();
+    assert_eq!(alias(&net.bridge), format!("berth:{scope}:net:tagged"));
+    assert_eq!(alias(&e.host_veth), format!("berth:{scope}:ep:tagged:{c}"));
+    let table = nft_table_text(&net.table);
+    assert!(
+        table.contains(&format!("comment \"berth:{scope}:net:tagged\"")),
+        "{table}"
+    );
+    f.serve(&e.netns, "tagged", e.ip);
+    let port = free_port();
+    f.nets
+        .publish("tagged", &c, &[PortRequest::local(port, 80, Protocol::Tcp)])
+        .unwrap();
+
+    // Tags lost (an older berthd made them): create and attach put them back,
+    // the table made again with its published port.
+    let out = run("ip", &["link", "set", &net.bridge, "alias", ""]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run("ip", &["link", "set", &e.host_veth, "alias", ""]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let spec = berthd::network::nft::TableSpec {
+        table: &net.table,
+        bridge: &net.bridge,
+        subnet: net.subnet,
+        comment: "x",
+    };
+    let untagged =
+        berthd::network::nft::ensure_table_script(&spec).replace(" { comment \"x\"; }", "");
+    let mappings = f.nets.published("tagged").unwrap();
+    let script = format!(
+        "{}{untagged}{}",
+        berthd::network::nft::delete_table_script(&net.table),
+        berthd::network::nft::add_mappings_script(&net.table, &mappings)
+    );
+    berthd::network::nft::apply(&script).unwrap();
+    assert!(!nft_table_text(&net.table).contains("comment"));
+    assert_eq!(alias(&net.bridge), "");
+
+    f.nets.create("tagged").unwrap();
+    assert_eq!(f.nets.attach("tagged", &c).unwrap(), e);
+    assert_eq!(alias(&net.bridge), format!("berth:{scope}:net:tagged"));
+    assert_eq!(alias(&e.host_veth), format!("berth:{scope}:ep:tagged:{c}"));
+    assert!(nft_table_text(&net.table).contains(&format!("comment \"berth:{scope}:net:tagged\"")));
+    assert_eq!(f.nets.published("tagged").unwrap(), mappings);
+    assert_eq!(
+        fetch(None, &format!("http://127.0.0.1:{port}/")).as_deref(),
+        Some("tagged"),
+        "the published port survived"
+    );
+    f.finish();
+}
+
+#[test]
+fn present_names_every_object_until_removal() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let net = f.create("hello");
+    let (c1, c2) = (container_id("c1"), container_id("c2"));
+    let e1 = f.attach("hello", &c1);
+    let e2 = f.attach("hello", &c2);
+    let root = f.run_root.path().display().to_string();
+    let p = f.nets.present("hello").unwrap();
+    let expect = [
+        format!("network link {} (bridge of network hello)", net.bridge),
+        format!(
+            "nftables table inet {} (firewall of network hello)",
+            net.table
+        ),
+        format!(
+            "network link {} (veth of container {c1} on network hello)",
+            e1.host_veth
+        ),
+        format!(
+            "network link {} (veth of container {c2} on network hello)",
+            e2.host_veth
+        ),
+        format!("network namespace {root}/netns/{c1} (of container {c1}, mounted)"),
+        format!("network namespace {root}/netns/{c2} (of container {c2}, mounted)"),
+        format!("network record {root}/networks/hello.json"),
+    ];
+    for item in &expect {
+        assert!(p.contains(item), "{item:?} missing in {p:#?}");
+    }
+    assert_eq!(p.len(), expect.len(), "{p:#?}");
+    assert_eq!(f.nets.present_endpoint(&c1).len(), 2);
+
+    // Without its record, present still finds all of it on the host.
+    std::fs::remove_file(f.record_path("hello")).unwrap();
+    assert_eq!(f.nets.present("hello").unwrap().len(), expect.len() - 1);
+    f.create("hello");
+    f.attach("hello", &c1);
+    f.attach("hello", &c2);
+
+    f.nets.remove("hello").unwrap();
+    assert_eq!(f.nets.present("hello").unwrap(), Vec::<String>::new());
+    assert_eq!(f.nets.present_endpoint(&c1), Vec::<String>::new());
+    assert_eq!(f.nets.present_endpoint(&c2), Vec::<String>::new());
+    f.finish();
+}
+
+#[test]
+fn leftovers_of_a_network_whose_record_was_deleted_are_found_and_removed() {
+    if !ready() {
+        return;
+    }
+    // Two berthd on the host, with a network of the same name each.
+    let f = Fixture::new();
+    let g = Fixture::new();
+    let net = f.create("left");
+    let theirs = g.create("left");
+    let c = container_id("c");
+    let e = f.attach("left", &c);
+    let d = g.attach("left", &container_id("d"));
+    g.serve(&d.netns, "still here", d.ip);
+    let port = free_port();
+    f.nets
+        .publish("left", &c, &[PortRequest::local(port, 80, Protocol::Tcp)])
+        .unwrap();
+    assert_eq!(f.nets.leftovers(&["left".to_string()].into()).unwrap(), []);
+
+    std::fs::remove_file(f.record_path("left")).unwrap();
+    let root = f.run_root.path().display().to_string();
+    let left = f.nets.leftovers(&Default::default()).unwrap();
+    let descriptions: Vec<String> = left.iter().map(|l| l.description.clone()).collect();
+    assert_eq!(
+        descriptions,
+        [
+            format!(
+                "network link {} (veth of container {c} on network left)",
+                e.host_veth
+            ),
+            format!("network link {} (bridge of network left)", net.bridge),
+            format!(
+                "nftables table inet {} (firewall of network left)",
+                net.table
+            ),
+            format!("network namespace {root}/netns/{c} (of container {c}, mounted)"),
+            format!("directory {root}/netns (where network namespaces are mounted)"),
+            format!("directory {root}/networks (of network records)"),
+        ]
+    );
+    // The other berthd's network is none of this one's business, and the
+    // other berthd sees nothing left over of its own.
+    for l in &left {
+        assert!(
+            !l.description.contains(&theirs.bridge) && !l.description.contains(&d.host_veth),
+            "{l}"
+        );
+    }
+    assert_eq!(g.nets.leftovers(&["left".to_string()].into()).unwrap(), []);
+
+    for l in &left {
+        f.nets.remove_leftover(l).unwrap();
+    }
+    // Removing again: gone already is fine.
+    for l in &left {
+        f.nets.remove_leftover(l).unwrap();
+    }
+    assert_eq!(f.nets.leftovers(&Default::default()).unwrap(), []);
+    assert_eq!(f.nets.present("left").unwrap(), Vec::<String>::new());
+    assert!(!link_exists(&net.bridge) && !link_exists(&e.host_veth));
+    assert_eq!(fetch(None, &format!("http://127.0.0.1:{port}/")), None);
+    f.assert_nothing_left();
+
+    // The other berthd's network works on.
+    assert!(link_exists(&theirs.bridge) && link_exists(&d.host_veth));
+    assert_eq!(
+        fetch(None, &format!("http://{}/", d.ip)).as_deref(),
+        Some("still here")
+    );
+    f.finish();
+    g.finish();
+}
+
+#[test]
+fn endpoints_missing_from_the_record_are_leftovers_and_attach_repairs_them() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let net = f.create("crash");
+    let (c1, c2) = (container_id("c1"), container_id("c2"));
+    let e1 = f.attach("crash", &c1);
+    let e2 = f.attach("crash", &c2);
+    // berthd died after making c2's endpoint, before writing the record.
+    f.forget_endpoint("crash", &c2);
+    let expected: std::collections::BTreeSet<String> = ["crash".to_string()].into();
+    let left = f.nets.leftovers(&expected).unwrap();
+    assert_eq!(left.len(), 2, "{left:#?}");
+    assert!(left[0].description.contains(&e2.host_veth), "{}", left[0]);
+    assert_eq!(
+        left[0].reason,
+        format!("container {c2} is not in the record of network crash")
+    );
+    assert!(
+        left[1].description.contains(&format!("netns/{c2}")),
+        "{}",
+        left[1]
+    );
+
+    // Attaching it again makes it anew (the old veth goes).
+    let old = ifindex(&e2.host_veth);
+    let again = f.nets.attach("crash", &c2).unwrap();
+    assert_ne!(ifindex(&again.host_veth), old);
+    assert!(ping(&again.netns, net.gateway));
+    assert!(ping(&again.netns, e1.ip));
+    assert_eq!(f.nets.leftovers(&expected).unwrap(), []);
+
+    // Forgotten again, the doctor removes it; c1 is untouched.
+    f.forget_endpoint("crash", &c2);
+    for l in f.nets.leftovers(&expected).unwrap() {
+        f.nets.remove_leftover(&l).unwrap();
+    }
+    assert_eq!(f.nets.present_endpoint(&c2), Vec::<String>::new());
+    assert!(ping(&e1.netns, net.gateway));
+    // A detach of what a crash left without a record works too.
+    let e3 = f.attach("crash", &container_id("c3"));
+    f.forget_endpoint("crash", &e3.container_id);
+    f.nets.detach("crash", &e3.container_id).unwrap();
+    assert_eq!(
+        f.nets.present_endpoint(&e3.container_id),
+        Vec::<String>::new()
+    );
+    f.finish();
+}
+
+#[test]
+fn attach_again_after_the_netns_mount_was_removed_by_hand() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let net = f.create("again");
+    let c = container_id("c");
+    let e = f.attach("again", &c);
+    // Unmounted (the file stays): the namespace goes, its veth with it.
+    unmount(&e.netns);
+    wait_gone(&e.host_veth);
+    assert!(e.netns.exists());
+    f.nets.create("again").unwrap();
+    let e2 = f.nets.attach("again", &c).unwrap();
+    assert_eq!(e2, e, "same address, same paths");
+    assert!(ping(&e2.netns, net.gateway));
+    let scope = f.scope_hash();
+    assert_eq!(alias(&e2.host_veth), format!("berth:{scope}:ep:again:{c}"));
+
+    // Unmounted and the file removed (what a reboot leaves of a run root
+    // on disk is the record alone).
+    unmount(&e.netns);
+    std::fs::remove_file(&e.netns).unwrap();
+    wait_gone(&e.host_veth);
+    let e3 = f.nets.attach("again", &c).unwrap();
+    assert_eq!(e3, e);
+    assert!(ping(&e3.netns, net.gateway));
+
+    // The namespace directory's own mount gone too.
+    let dir = f.run_root.path().join("netns");
+    rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::DETACH).unwrap();
+    wait_gone(&e.host_veth);
+    let e4 = f.nets.attach("again", &c).unwrap();
+    assert!(ping(&e4.netns, net.gateway));
+    assert_eq!(f.nets.present_endpoint(&c).len(), 2);
+    f.finish();
+}
+
+#[test]
+fn create_puts_endpoints_back_on_a_bridge_deleted_by_hand() {
+    if !ready() {
+        return;
+    }
+    // A pool of its own: with the bridge gone, another berthd on the host
+    // (the other tests) could take the default pool's subnet meanwhile.
+    let pool = format!("10.{}.0.0/16", 150 + std::process::id() % 50);
+    let f = Fixture::with_config(NetworkConfig {
+        pool: pool.parse().unwrap(),
+        ..NetworkConfig::default()
+    });
+    let net = f.create("br");
+    let e1 = f.attach("br", &container_id("c1"));
+    let e2 = f.attach("br", &container_id("c2"));
+    let out = run("ip", &["link", "del", &net.bridge]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let master = |veth: &str| {
+        std::fs::read_link(format!("/sys/class/net/{veth}/master"))
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    };
+    assert_eq!(master(&e1.host_veth), None);
+    assert_eq!(f.nets.create("br").unwrap().subnet, net.subnet);
+    assert_eq!(master(&e1.host_veth).as_deref(), Some(&net.bridge[..]));
+    assert_eq!(master(&e2.host_veth).as_deref(), Some(&net.bridge[..]));
+    assert!(
+        ping(&e2.netns, e1.ip),
+        "the veths are ports of the new bridge"
+    );
+    assert!(ping(&e1.netns, net.gateway));
+    f.finish();
+}
+
+#[test]
+fn detach_works_when_the_namespace_is_gone() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    f.create("gone");
+    let c = container_id("c");
+    let e = f.attach("gone", &c);
+    unmount(&e.netns);
+    std::fs::remove_file(&e.netns).unwrap();
+    f.nets.detach("gone", &c).unwrap();
+    assert_eq!(f.nets.present_endpoint(&c), Vec::<String>::new());
+    assert!(f.nets.inspect("gone").unwrap().endpoints.is_empty());
+    f.finish();
+}
+
+#[test]
+fn remove_names_what_it_could_not_remove() {
+    if !ready() {
+        return;
+    }
+    let f = Fixture::new();
+    let net = f.create("stuck");
+    let c = container_id("c");
+    let e = f.attach("stuck", &c);
+    // The namespace directory read-only: the file cannot be deleted.
+    let dir = f.run_root.path().join("netns");
+    let remount = |ro: &str| {
+        let out = run(
+            "mount",
+            &[
+                "-o",
+                &format!("remount,bind,{ro}"),
+                &dir.display().to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    remount("ro");
+    let err = f.nets.remove("stuck").unwrap_err();
+    remount("rw");
+    let msg = err.to_string();
+    let berthd::network::Error::Incomplete { problems, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(problems.len(), 1, "{msg}");
+    assert!(
+        problems[0].starts_with(&format!("network namespace {}", e.netns.display()))
+            && problems[0].contains("Read-only file system"),
+        "{msg}"
+    );
+    // The rest is gone; the record stays for the next try.
+    assert!(!link_exists(&net.bridge) && !link_exists(&e.host_veth));
+    assert!(f.record_path("stuck").exists());
+    let p = f.nets.present("stuck").unwrap();
+    assert_eq!(p.len(), 2, "{p:#?}");
+    f.nets.remove("stuck").unwrap();
+    assert_eq!(f.nets.present("stuck").unwrap(), Vec::<String>::new());
     f.finish();
 }

@@ -90,15 +90,82 @@
 //!   currently creates the user namespace first, where joining fails with
 //!   EPERM.
 //!
+//! # Whose objects are whose: tags
+//!
+//! Names are hashes ([`names`]), so a link or a table found on the host
+//! cannot be traced back to the berthd that made it by its name. Each
+//! object therefore carries a tag naming its berthd by a hash of its run
+//! root (8 hex) and what it is for ([`names::Tag`]):
+//!
+//! ```text
+//!  bridge bn-1a2b3c4d         alias    berth:<scope>:net:hello
+//!  veth   bv-5e6f7a8b         alias    berth:<scope>:ep:hello:<container id>
+//!  table inet berth-net-…     comment  berth:<scope>:net:hello
+//! ```
+//!
+//! The alias is the link's `IFLA_IFALIAS` (`ip link` shows it; at most 255
+//! bytes), set right after the link is made (the kernel takes no alias when
+//! it creates a link). The table's comment is given when the table is made;
+//! nft allows 128 bytes, so a long network name is cut and the comment ends
+//! with `+`. nft 1.0.6 leaves table comments out of `nft -j`, so they are
+//! read from the text listing ([`nft::parse_table_comments`]). Namespace
+//! files (`<run root>/netns/`) and records (`<run root>/networks/`) are the
+//! run root's already. [`Networks::create`] and [`Networks::attach`] put
+//! back a tag that is missing or wrong (a table without its comment is made
+//! again, its published ports with it, in one transaction).
+//!
+//! A crash between making a link and tagging it leaves it untagged, but
+//! never unnamed: `create` writes the record before it makes the bridge,
+//! and `attach` makes the namespace file before the veth, so the bridge's
+//! and the veth's names can be derived from what the run root holds.
+//!
+//! # What is there, what is left over
+//!
+//! * [`Networks::present`]`(name)`: every object of one network still on
+//!   the host, with or without a record, one line each with its exact name
+//!   (`network link bn-1a2b3c4d (bridge of network hello)`, `nftables table
+//!   inet berth-net-1a2b3c4d (firewall of network hello)`, …). Empty:
+//!   nothing is left. [`Networks::present_endpoint`]`(container)`: the same
+//!   for one container's veth and namespace file. For the app layer's
+//!   audit after an uninstall.
+//! * [`Networks::leftovers`]`(expected)`: the objects of this berthd (by
+//!   tag, by namespace file, by record; never another berthd's) that
+//!   belong to no network in `expected`, or to an endpoint its network's
+//!   record does not have, and the records of networks not in `expected`;
+//!   each a [`Leftover`] with a description, a reason and what
+//!   [`Networks::remove_leftover`] removes. It removes that very object
+//!   only: a link by its index, a table by its handle, a namespace file by
+//!   its inode, a record by its content, so an object made again meanwhile
+//!   under the same name stays. For `berth doctor`. The rules are pure
+//!   functions over what was read ([`audit`]).
+//!
 //! # Removal
 //!
 //! [`Networks::remove`] deletes the table (`delete table`: the maps, chains
-//! and rules with it), every port of the bridge and the bridge,
-//! unmounts and removes each endpoint's namespace file, and the record; it
-//! goes on past errors and reports what it could not remove. Detaching the
-//! last endpoint unmounts the namespace directory too. What is removed is
-//! found by name and by bridge membership, not only from the record, so a
-//! half-made network (berthd killed mid-create) is removed as well.
+//! and rules with it), the network's veths (recorded, tagged for it, or
+//! `bv-*` ports of its bridge: a crash mid-attach leaves veths the record
+//! does not know of), their namespace files, the bridge (ports that are not
+//! Berth's are let go, not deleted), and the record. It goes on past
+//! errors, then looks again ([`Networks::present`]) and fails with
+//! [`Error::Incomplete`] naming each object still there and the error that
+//! kept it; the record stays then, for the next try. Detaching the last
+//! endpoint unmounts the namespace directory too. An unreadable record
+//! does not stop it.
+//!
+//! # After a crash, after a reboot
+//!
+//! A reboot empties `/run`: records and namespace mounts are gone, and so
+//! are the bridges, veths and tables, so nothing is left to repair.
+//! (A run root on a disk keeps its records and plain namespace files: the
+//! next `create` and `attach` make the rest again.) After a berthd crash
+//! the kernel's objects stay, and a record may lack the last endpoint
+//! (records are written whole, with rename; an unfinished write is a
+//! `<name>.json.tmp`, a leftover). `create` completes what is missing and
+//! puts veths back on a bridge made again; `attach` makes anew an endpoint
+//! whose veth or namespace mount is missing, or that the record lacks (an
+//! old veth of that name is deleted first); `detach` of an endpoint whose
+//! namespace is gone succeeds, and of one the record lacks but whose veth
+//! is there for this network removes it.
 //!
 //! # Concurrency
 //!
@@ -107,6 +174,7 @@
 //! `/run/lock/berth-network.lock` by default) while they choose and change,
 //! so subnets and ports are never given twice, not even by two berthd.
 
+pub mod audit;
 pub mod ipam;
 pub mod names;
 pub mod netlink;
@@ -121,11 +189,12 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+pub use audit::{Leftover, LeftoverObject};
 pub use ipam::Subnet;
 pub use ports::{Mapping, PortRequest, Protocol, PublishedPort};
 
 use ipam::Taken;
-use names::{NetworkNames, CONTAINER_IFNAME};
+use names::{NetworkNames, Tag, CONTAINER_IFNAME};
 use netlink::Netlink;
 use state::{HostLock, NetworkRecord, Records};
 
@@ -257,6 +326,11 @@ impl Networks {
         self.run_root.display().to_string()
     }
 
+    /// The tag of the network's bridge and table (see [`names`]).
+    pub fn tag(&self, network: &str) -> Tag {
+        Tag::network(&self.scope(), network)
+    }
+
     pub fn names(&self, network: &str) -> NetworkNames {
         names::network_names(&self.scope(), network)
     }
@@ -309,6 +383,18 @@ impl Networks {
             .map_err(io_err(format!("reading the record of network {name}")))
     }
 
+    /// The record, or None if it cannot be read (see
+    /// [`state::Records::list`]): what is on the host is the truth then.
+    fn load_or_warn(&self, name: &str) -> Result<Option<NetworkRecord>> {
+        match self.records.load(name) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::warn!(network = name, "unreadable network record ignored: {e}");
+                Ok(None)
+            }
+            r => r.map_err(io_err(format!("reading the record of network {name}"))),
+        }
+    }
+
     fn save(&self, r: &NetworkRecord) -> Result<()> {
         self.records
             .save(r)
@@ -334,14 +420,16 @@ impl Networks {
     }
 
     /// Creates the network, or completes one that exists (a bridge, its
-    /// address, the firewall table: whatever is missing is made, the rest
-    /// kept, including published ports).
+    /// address, its tag, the firewall table: whatever is missing is made,
+    /// the rest kept, including published ports; recorded endpoints whose
+    /// veth is no port of the bridge, made again, are added back to it).
+    /// An unreadable record is written again.
     pub fn create(&self, name: &str) -> Result<NetworkInfo> {
         check_name(name)?;
         let _lock = self.lock()?;
         let names = self.names(name);
         let mut nl = Netlink::open().map_err(io_err("opening a netlink socket"))?;
-        let record = self.load(name)?;
+        let record = self.load_or_warn(name)?;
         let bridge = nl
             .link(&names.bridge)
             .map_err(io_err(format!("looking up bridge {}", names.bridge)))?;
@@ -364,11 +452,21 @@ impl Networks {
                 }
             }
         };
-        let ruleset = nft::read_ruleset().map_err(nft_err("reading the ruleset"))?;
-        let had_table = ruleset.has_table(&names.table);
+        let ruleset = nft::read_ruleset_with_comments().map_err(nft_err("reading the ruleset"))?;
+        let table = ruleset.table(&names.table).cloned();
         let made_bridge = bridge.is_none();
+        // The record first: whatever a crash leaves of the network before
+        // its objects are tagged is found by the names derived from it.
+        let made_record = record.is_none();
+        if made_record {
+            self.save(&NetworkRecord {
+                name: name.into(),
+                subnet,
+                endpoints: Default::default(),
+            })?;
+        }
 
-        let result = (|| -> Result<()> {
+        let result = (|| -> Result<u32> {
             let index = match &bridge {
                 Some(b) => b.index,
                 None => {
@@ -383,6 +481,11 @@ impl Networks {
                         .index
                 }
             };
+            let tag = self.tag(name).render(names::IFALIAS_MAX);
+            if bridge.as_ref().and_then(|b| b.alias.as_deref()) != Some(tag.as_str()) {
+                nl.set_alias(index, &tag)
+                    .map_err(io_err(format!("tagging bridge {}", names.bridge)))?;
+            }
             if on_bridge.is_none() {
                 nl.add_address(index, subnet.gateway(), subnet.prefix())
                     .map_err(io_err(format!(
@@ -399,25 +502,46 @@ impl Networks {
                 "1",
             )?;
             enable_ip_forward()?;
-            let script = nft::ensure_table_script(&nft::TableSpec {
+            let comment = self.tag(name).render(names::NFT_COMMENT_MAX);
+            let spec = nft::TableSpec {
                 table: &names.table,
                 bridge: &names.bridge,
                 subnet,
-            });
-            nft::apply(&script).map_err(nft_err(format!("creating table inet {}", names.table)))
-        })();
-        if let Err(e) = result {
-            // Undo what this call made; what was there before stays.
-            if !had_table {
-                let _ = nft::apply(&nft::delete_table_script(&names.table));
-            }
-            if made_bridge {
-                if let Ok(Some(b)) = nl.link(&names.bridge) {
-                    let _ = nl.delete_link(b.index);
+                comment: &comment,
+            };
+            let script = match &table {
+                Some(t) if t.comment.as_deref() != Some(comment.as_str()) => {
+                    tracing::info!(
+                        network = name,
+                        "table inet {} is made again to carry its tag, with its published ports",
+                        names.table
+                    );
+                    let kept: Vec<Mapping> = ruleset.mappings_of(&names.table).collect();
+                    nft::rebuild_table_script(&spec, &kept)
                 }
+                _ => nft::ensure_table_script(&spec),
+            };
+            nft::apply(&script).map_err(nft_err(format!("creating table inet {}", names.table)))?;
+            Ok(index)
+        })();
+        let bridge_index = match result {
+            Ok(i) => i,
+            Err(e) => {
+                // Undo what this call made; what was there before stays.
+                if table.is_none() {
+                    let _ = nft::apply(&nft::delete_table_script(&names.table));
+                }
+                if made_bridge {
+                    if let Ok(Some(b)) = nl.link(&names.bridge) {
+                        let _ = nl.delete_link(b.index);
+                    }
+                }
+                if made_record {
+                    let _ = self.records.remove(name);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
 
         let mut record = record.unwrap_or_else(|| NetworkRecord {
             name: name.into(),
@@ -433,6 +557,23 @@ impl Networks {
             }
             record.subnet = subnet;
             record.endpoints.clear();
+        }
+        // Endpoints whose veth outlived the bridge (deleted by hand and made
+        // again here) are ports of it again.
+        for c in record.endpoints.keys() {
+            let veth = self.veth_name(c);
+            if let Some(v) = nl
+                .link(&veth)
+                .map_err(io_err(format!("looking up {veth}")))?
+            {
+                if v.master != Some(bridge_index) {
+                    nl.set_master(v.index, bridge_index)
+                        .map_err(io_err(format!("adding {veth} to {}", names.bridge)))?;
+                    nl.set_up(v.index)
+                        .map_err(io_err(format!("bringing {veth} up")))?;
+                    tracing::info!(network = name, container = %c, "{veth} is a port of {} again", names.bridge);
+                }
+            }
         }
         self.save(&record)?;
         tracing::info!(network = name, bridge = %names.bridge, %subnet, "network ready");
@@ -523,43 +664,80 @@ impl Networks {
 
     /// Removes the network and everything made for it (see the module
     /// comment). Removing a network that does not exist does nothing.
+    ///
+    /// Goes on past errors; then looks again ([`Networks::present`]) and
+    /// fails with [`Error::Incomplete`] naming each object still there,
+    /// with the error that kept it. The record is kept then, so the
+    /// removal can be run again.
     pub fn remove(&self, name: &str) -> Result<()> {
         check_name(name)?;
         let _lock = self.lock()?;
         let names = self.names(name);
-        let record = self.load(name)?;
         let mut problems = Vec::new();
         let mut nl = Netlink::open().map_err(io_err("opening a netlink socket"))?;
 
         if let Err(e) = nft::apply(&nft::delete_table_script(&names.table)) {
-            problems.push(format!("table inet {}: {e}", names.table));
+            problems.push(format!(
+                "{}: {e}",
+                audit::describe_table(&names.table, Some((name, false)))
+            ));
         }
-        for c in record.iter().flat_map(|r| r.endpoints.keys()) {
-            self.remove_endpoint(&mut nl, c, &mut problems);
+        // What is there: the recorded endpoints and those the record does
+        // not know of (a crash mid-attach), by tag and bridge membership.
+        let obs = self.observe(&mut nl, false)?;
+        let paths = self.paths();
+        let members = audit::members(&paths, name, &obs);
+        for (l, what) in &members.veths {
+            if let Err(e) = nl.delete_link(l.index) {
+                problems.push(format!("{what}: {e}"));
+            }
         }
-        match nl.link(&names.bridge) {
-            Ok(Some(bridge)) => {
-                // Ports the record does not know of (a crash mid-attach).
-                match nl.links() {
-                    Ok(links) => {
-                        for l in links.iter().filter(|l| l.master == Some(bridge.index)) {
-                            if let Err(e) = nl.delete_link(l.index) {
-                                problems.push(format!("interface {}: {e}", l.name));
-                            }
-                        }
+        for f in &members.netns {
+            let path = self.netns_path(&f.container_id);
+            if let Err(e) = netns::remove(&path) {
+                problems.push(format!(
+                    "{}: {e}",
+                    audit::describe_netns(&path, &f.container_id, f.mounted)
+                ));
+            }
+        }
+        if let Some(b) = members.bridge {
+            // Ports that are not Berth's veths (added by hand) are let go.
+            if let Err(e) = nl.delete_link(b.index) {
+                problems.push(format!(
+                    "{}: {e}",
+                    audit::describe_bridge(&b.name, name, false)
+                ));
+            }
+        }
+        // What is still there that no error above explains (a link made
+        // again meanwhile, a namespace still mounted, …).
+        let left = self
+            .observe(&mut nl, true)
+            .map(|obs| audit::present_objects(&paths, name, &obs));
+        match left {
+            Ok(left) => {
+                let record = self.records.path(name).display().to_string();
+                for (object, item) in left {
+                    let explained = problems.iter().any(|p| p.contains(&object));
+                    // The record goes last, below.
+                    let kept = object.starts_with(&record);
+                    if !explained && !kept {
+                        problems.push(format!("{item} is still there"));
                     }
-                    Err(e) => problems.push(format!("listing interfaces: {e}")),
-                }
-                if let Err(e) = nl.delete_link(bridge.index) {
-                    problems.push(format!("bridge {}: {e}", names.bridge));
                 }
             }
-            Ok(None) => {}
-            Err(e) => problems.push(format!("bridge {}: {e}", names.bridge)),
+            Err(e) => problems.push(format!("looking again at what is left: {e}")),
         }
         if problems.is_empty() {
             if let Err(e) = self.records.remove(name) {
-                problems.push(format!("its record: {e}"));
+                problems.push(format!(
+                    "network record {}: {e}",
+                    self.records.path(name).display()
+                ));
+            }
+            if let Err(e) = self.records.remove_temp(&format!("{name}.json.tmp")) {
+                problems.push(format!("unfinished network record: {e}"));
             }
         }
         netns::release_dir(&self.run_root.join("netns"));
@@ -577,14 +755,15 @@ impl Networks {
     /// Deletes a container's veth pair and network namespace.
     fn remove_endpoint(&self, nl: &mut Netlink, container_id: &str, problems: &mut Vec<String>) {
         let veth = self.veth_name(container_id);
+        let what = || audit::describe_veth(&veth, Some(container_id), None);
         match nl.link(&veth) {
             Ok(Some(l)) => {
                 if let Err(e) = nl.delete_link(l.index) {
-                    problems.push(format!("interface {veth}: {e}"));
+                    problems.push(format!("{}: {e}", what()));
                 }
             }
             Ok(None) => {}
-            Err(e) => problems.push(format!("interface {veth}: {e}")),
+            Err(e) => problems.push(format!("{}: {e}", what())),
         }
         let path = self.netns_path(container_id);
         if let Err(e) = netns::remove(&path) {
@@ -593,8 +772,11 @@ impl Networks {
     }
 
     /// Gives the container a network namespace on the network: an address,
-    /// a default route, a veth pair to the bridge. Attaching an attached
-    /// container returns its endpoint (repairing it if a part is missing).
+    /// a default route, a veth pair to the bridge, tagged. Attaching an
+    /// attached container returns its endpoint: its tag and its place on the
+    /// bridge are repaired; if its veth or its namespace mount is missing,
+    /// it is made anew with the same address. What an earlier attempt left
+    /// that the record lacks (a crash) is deleted first.
     pub fn attach(&self, name: &str, container_id: &str) -> Result<Endpoint> {
         check_name(name)?;
         check_container(container_id)?;
@@ -625,9 +807,24 @@ impl Networks {
             })?;
         let path = self.netns_path(container_id);
         let veth = self.veth_name(container_id);
+        let tag = Tag::endpoint(&self.scope(), name, container_id).render(names::IFALIAS_MAX);
         if let Some(&ip) = record.endpoints.get(container_id) {
-            let veth_there = nl.link(&veth).ok().flatten().is_some();
-            if veth_there && netns::is_mounted(&path) {
+            let link = nl
+                .link(&veth)
+                .map_err(io_err(format!("looking up {veth}")))?;
+            if let Some(v) = link.filter(|_| netns::is_mounted(&path)) {
+                // There: only its tag or its place on the bridge (made
+                // again) may need repair.
+                if v.alias.as_deref() != Some(tag.as_str()) {
+                    nl.set_alias(v.index, &tag)
+                        .map_err(io_err(format!("tagging {veth}")))?;
+                }
+                if v.master != Some(bridge.index) {
+                    nl.set_master(v.index, bridge.index)
+                        .map_err(io_err(format!("adding {veth} to {}", names.bridge)))?;
+                    nl.set_up(v.index)
+                        .map_err(io_err(format!("bringing {veth} up")))?;
+                }
                 return Ok(self.endpoint(&record, container_id, ip));
             }
         }
@@ -667,6 +864,8 @@ impl Networks {
                     what: format!("looking up {veth}"),
                     source: io::Error::from_raw_os_error(libc::ENODEV),
                 })?;
+            nl.set_alias(host.index, &tag)
+                .map_err(io_err(format!("tagging {veth}")))?;
             nl.set_master(host.index, bridge.index)
                 .map_err(io_err(format!("adding {veth} to {}", names.bridge)))?;
             nl.set_up(host.index)
@@ -691,7 +890,9 @@ impl Networks {
 
     /// Takes the container off the network: its published ports, its veth
     /// pair and its network namespace (a container still running in it
-    /// keeps the namespace, now with only `lo`).
+    /// keeps the namespace, now with only `lo`). A namespace or veth that is
+    /// gone already is fine; an endpoint the record lacks but whose veth is
+    /// there for this network (a crash mid-attach) is removed all the same.
     pub fn detach(&self, name: &str, container_id: &str) -> Result<()> {
         check_name(name)?;
         check_container(container_id)?;
@@ -699,24 +900,39 @@ impl Networks {
         let mut record = self
             .load(name)?
             .ok_or_else(|| Error::NotFound(name.into()))?;
+        let mut nl = Netlink::open().map_err(io_err("opening a netlink socket"))?;
         let Some(&ip) = record.endpoints.get(container_id) else {
-            return Err(Error::NotAttached {
-                network: name.into(),
-                container: container_id.into(),
-            });
+            // Not recorded, but its veth is there for this network (a crash
+            // mid-attach): it goes all the same.
+            let obs = self.observe(&mut nl, false)?;
+            let veth = self.veth_name(container_id);
+            let members = audit::members(&self.paths(), name, &obs);
+            if !members.veths.iter().any(|(l, _)| l.name == veth) {
+                return Err(Error::NotAttached {
+                    network: name.into(),
+                    container: container_id.into(),
+                });
+            }
+            return self.detach_endpoint(&mut nl, name, container_id);
         };
         self.unpublish_locked(name, ip)?;
-        let mut nl = Netlink::open().map_err(io_err("opening a netlink socket"))?;
-        let mut problems = Vec::new();
-        self.remove_endpoint(&mut nl, container_id, &mut problems);
-        if let Some(p) = problems.into_iter().next() {
-            return Err(Error::Io {
-                what: format!("detaching {container_id} from network {name}"),
-                source: io::Error::other(p),
-            });
-        }
+        self.detach_endpoint(&mut nl, name, container_id)?;
         record.endpoints.remove(container_id);
         self.save(&record)
+    }
+
+    /// [`Networks::remove_endpoint`], every problem in the error.
+    fn detach_endpoint(&self, nl: &mut Netlink, name: &str, container_id: &str) -> Result<()> {
+        let mut problems = Vec::new();
+        self.remove_endpoint(nl, container_id, &mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Io {
+                what: format!("detaching {container_id} from network {name}"),
+                source: io::Error::other(problems.join("; ")),
+            })
+        }
     }
 
     /// Publishes the container's ports on the host. Each request gets its
@@ -856,6 +1072,200 @@ impl Networks {
         let table = self.names(name).table;
         let ruleset = nft::read_ruleset().map_err(nft_err("reading the ruleset"))?;
         Ok(ruleset.mappings_of(&table).collect())
+    }
+
+    fn paths(&self) -> audit::Paths {
+        audit::Paths::new(&self.run_root)
+    }
+
+    /// Reads what [`audit`] works on: the host's links, Berth's tables
+    /// with their comments (if `tables`), this run root's namespace files
+    /// and records.
+    fn observe(&self, nl: &mut Netlink, tables: bool) -> Result<audit::Observed> {
+        let links = nl
+            .links()
+            .map_err(io_err("reading the host's interfaces"))?;
+        let tables = if tables {
+            nft::read_ruleset_with_comments()
+                .map_err(nft_err("reading the ruleset"))?
+                .tables
+        } else {
+            Vec::new()
+        };
+        let dir = self.run_root.join("netns");
+        let netns = netns::list(&dir)
+            .map_err(io_err(format!("reading {}", dir.display())))?
+            .into_iter()
+            .filter(|c| names::valid_container_id(c))
+            .map(|c| {
+                let path = dir.join(&c);
+                audit::NetnsFile {
+                    mounted: netns::is_mounted(&path),
+                    id: netns::file_id(&path),
+                    container_id: c,
+                }
+            })
+            .collect();
+        let mut records = Vec::new();
+        let mut temps = Vec::new();
+        let files = self
+            .records
+            .files()
+            .map_err(io_err("reading the network records"))?;
+        for f in files {
+            match f {
+                state::RecordFile::Record(network) => {
+                    let path = self.records.path(&network);
+                    let content = match std::fs::read(&path) {
+                        Ok(c) => c,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+                    };
+                    let endpoints = serde_json::from_slice::<NetworkRecord>(&content)
+                        .map(|r| r.endpoints.into_keys().collect())
+                        .unwrap_or_default();
+                    records.push(audit::RecordFile {
+                        network,
+                        endpoints,
+                        content,
+                    });
+                }
+                state::RecordFile::Temp(t) => temps.push(t),
+            }
+        }
+        Ok(audit::Observed {
+            links,
+            tables,
+            netns,
+            netns_dir: dir.exists(),
+            records,
+            records_dir: self.records.dir().exists(),
+            temps,
+        })
+    }
+
+    /// Every object of network `name` still on the host, whether or not it
+    /// has a record, one line each with its exact name: its bridge, its
+    /// veths (tagged for it, ports of its bridge, or of an endpoint in its
+    /// record), its nftables table, its containers' namespace files, its
+    /// record. Empty: nothing of it is left.
+    ///
+    /// ```text
+    /// network link bn-1a2b3c4d (bridge of network hello)
+    /// network link bv-5e6f7a8b (veth of container 0c1d… on network hello)
+    /// nftables table inet berth-net-1a2b3c4d (firewall of network hello)
+    /// network namespace /run/berth/netns/0c1d… (of container 0c1d…, mounted)
+    /// network record /run/berth/networks/hello.json
+    /// ```
+    pub fn present(&self, name: &str) -> Result<Vec<String>> {
+        check_name(name)?;
+        let _lock = self.lock()?;
+        let mut nl = Netlink::open().map_err(io_err("opening a netlink socket"))?;
+        let obs = self.observe(&mut nl, true)?;
+        Ok(audit::present(&self.paths(), name, &obs))
+    }
+
+    /// Every object of the container's endpoint still on the host: its
+    /// veth (by name, or by a tag naming the container) and its namespace
+    /// file, one line each, as [`Networks::present`] writes them. What
+    /// cannot be looked at is a line too (`could not …`), so an audit
+    /// never passes unchecked.
+    pub fn present_endpoint(&self, container_id: &str) -> Vec<String> {
+        if !names::valid_container_id(container_id) {
+            return Vec::new();
+        }
+        let obs = Netlink::open()
+            .map_err(io_err("opening a netlink socket"))
+            .and_then(|mut nl| self.observe(&mut nl, false));
+        match obs {
+            Ok(obs) => audit::present_endpoint(&self.paths(), container_id, &obs),
+            Err(e) => vec![format!(
+                "could not look at the network endpoint of container {container_id}: {e}"
+            )],
+        }
+    }
+
+    /// The objects of this berthd (found by tag, by namespace file, by
+    /// record: never another berthd's) that belong to no network in
+    /// `expected`, or to an endpoint its network's record does not have;
+    /// and the records of networks not in `expected`. In the order to
+    /// remove them ([`Networks::remove_leftover`]).
+    pub fn leftovers(&self, expected: &BTreeSet<String>) -> Result<Vec<Leftover>> {
+        let _lock = self.lock()?;
+        let mut nl = Netlink::open().map_err(io_err("opening a netlink socket"))?;
+        let obs = self.observe(&mut nl, true)?;
+        Ok(audit::leftovers(&self.paths(), expected, &obs))
+    }
+
+    /// Removes a leftover that [`Networks::leftovers`] found, if it is
+    /// still that very object (not one made again since under its name);
+    /// one that is gone already is fine.
+    pub fn remove_leftover(&self, l: &Leftover) -> Result<()> {
+        let _lock = self.lock()?;
+        let failed = |e: String| Error::Io {
+            what: format!("removing {}", l.description),
+            source: io::Error::other(e),
+        };
+        match &l.object {
+            LeftoverObject::Link { name, index } => {
+                let mut nl = Netlink::open().map_err(io_err("opening a netlink socket"))?;
+                match nl.link(name).map_err(|e| failed(e.to_string()))? {
+                    Some(now) if now.index == *index => {
+                        nl.delete_link(*index).map_err(|e| failed(e.to_string()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            LeftoverObject::Table { name, handle } => {
+                let rs = nft::read_ruleset().map_err(&failed)?;
+                match rs.table(name) {
+                    Some(t) if t.handle == *handle => {
+                        nft::apply(&nft::delete_table_script(name)).map_err(&failed)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            LeftoverObject::Netns { container_id, id } => {
+                check_container(container_id)?;
+                let path = self.netns_path(container_id);
+                if netns::file_id(&path) == *id && path.exists() {
+                    netns::remove(&path).map_err(|e| failed(e.to_string()))
+                } else {
+                    Ok(())
+                }
+            }
+            LeftoverObject::NetnsDir => {
+                netns::release_dir(&self.run_root.join("netns"));
+                Ok(())
+            }
+            LeftoverObject::Record { network, content } => {
+                check_name(network)?;
+                let path = self.records.path(network);
+                match std::fs::read(&path) {
+                    Ok(now) if now == *content => self
+                        .records
+                        .remove(network)
+                        .map_err(|e| failed(e.to_string())),
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(failed(e.to_string())),
+                }
+            }
+            LeftoverObject::RecordTemp { file_name } => self
+                .records
+                .remove_temp(file_name)
+                .map_err(|e| failed(e.to_string())),
+            LeftoverObject::RecordsDir => match std::fs::remove_dir(self.records.dir()) {
+                // Not empty: a record was written since.
+                Err(e)
+                    if e.kind() != io::ErrorKind::NotFound
+                        && e.kind() != io::ErrorKind::DirectoryNotEmpty =>
+                {
+                    Err(failed(e.to_string()))
+                }
+                _ => Ok(()),
+            },
+        }
     }
 }
 

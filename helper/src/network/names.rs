@@ -8,6 +8,21 @@
 //! container's veth pair. The hash also covers the berthd's run root, so two
 //! berthd with different roots (as the tests run) never derive the same name
 //! for a network both call `web`.
+//!
+//! A name cannot be traced back to its berthd, so the objects also carry a
+//! [`Tag`]: the bridge and the host end of a veth pair as their interface
+//! alias (`IFLA_IFALIAS`, what `ip link` shows as `alias`), the nftables
+//! table as its comment. A tag names the berthd by a hash of its run root
+//! ([`scope_hash`]) and what the object is for:
+//!
+//! ```text
+//! berth:<scope hash>:net:<network>                  bridge, table
+//! berth:<scope hash>:ep:<network>:<container id>    host end of a veth pair
+//! ```
+//!
+//! Neither network names nor container ids contain `:`. A tag longer than
+//! the object allows (255 bytes for an alias, 128 for an nftables comment)
+//! has its last field cut and ends with `+`, which no name contains.
 
 use sha2::{Digest, Sha256};
 
@@ -23,6 +38,15 @@ pub const CONTAINER_IFNAME: &str = "eth0";
 
 /// The longest interface name Linux accepts.
 pub const IFNAME_MAX: usize = 15;
+
+/// Every tag starts with this.
+pub const TAG_PREFIX: &str = "berth:";
+/// The longest interface alias Linux accepts (`IFALIASZ` − 1).
+pub const IFALIAS_MAX: usize = 255;
+/// The longest comment nft accepts.
+pub const NFT_COMMENT_MAX: usize = 128;
+/// Ends a tag whose last field was cut to fit.
+const CUT: char = '+';
 
 /// 8 hex digits of SHA-256 over the scope and the name.
 fn short_hash(scope: &str, kind: &str, name: &str) -> String {
@@ -65,6 +89,113 @@ pub fn veth_name(scope: &str, container_id: &str) -> String {
         "{VETH_PREFIX}{}",
         short_hash(scope, "container", container_id)
     )
+}
+
+/// 8 hex digits naming a berthd by its run root, in tags.
+pub fn scope_hash(scope: &str) -> String {
+    short_hash(scope, "scope", "")
+}
+
+/// What an object of a network was made for, as its alias or comment says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    /// [`scope_hash`] of the berthd that made it.
+    pub scope: String,
+    pub network: String,
+    /// The container, for an endpoint's veth.
+    pub container: Option<String>,
+    /// The last field (the container, else the network) was cut to fit
+    /// and is only its beginning.
+    pub cut: bool,
+}
+
+impl Tag {
+    /// The tag of a network's bridge and table.
+    pub fn network(scope: &str, network: &str) -> Tag {
+        Tag {
+            scope: scope_hash(scope),
+            network: network.into(),
+            container: None,
+            cut: false,
+        }
+    }
+
+    /// The tag of the host end of a container's veth pair.
+    pub fn endpoint(scope: &str, network: &str, container: &str) -> Tag {
+        Tag {
+            container: Some(container.into()),
+            ..Tag::network(scope, network)
+        }
+    }
+
+    /// The tag as text of at most `max` bytes (its last field cut if need
+    /// be; `max` must leave room for everything else).
+    pub fn render(&self, max: usize) -> String {
+        let (head, last) = match &self.container {
+            None => (
+                format!("{TAG_PREFIX}{}:net:", self.scope),
+                self.network.as_str(),
+            ),
+            Some(c) => (
+                format!("{TAG_PREFIX}{}:ep:{}:", self.scope, self.network),
+                c.as_str(),
+            ),
+        };
+        let mut s = head;
+        if s.len() + last.len() <= max && !self.cut {
+            s.push_str(last);
+        } else {
+            // Names are ASCII: any byte boundary is a char boundary.
+            let room = max.saturating_sub(s.len() + 1).min(last.len());
+            s.push_str(&last[..room]);
+            s.push(CUT);
+        }
+        s
+    }
+
+    /// Reads a tag; None for any other text.
+    pub fn parse(s: &str) -> Option<Tag> {
+        let rest = s.strip_prefix(TAG_PREFIX)?;
+        let (rest, cut) = match rest.strip_suffix(CUT) {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
+        let parts: Vec<&str> = rest.split(':').collect();
+        let scope = parts[0];
+        if scope.len() != 8 || !scope.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let (network, container) = match parts[1..] {
+            ["net", n] => (n, None),
+            ["ep", n, c] => (n, Some(c)),
+            _ => return None,
+        };
+        let ok = |v: &str, last: bool| valid_id(v, usize::MAX) || (cut && last && v.is_empty());
+        if !ok(network, container.is_none()) || !container.is_none_or(|c| ok(c, true)) {
+            return None;
+        }
+        Some(Tag {
+            scope: scope.into(),
+            network: network.into(),
+            container: container.map(Into::into),
+            cut,
+        })
+    }
+
+    /// Is this the tag of network `name` (of any berthd)? A cut name
+    /// matches every name it begins.
+    pub fn is_of_network(&self, name: &str) -> bool {
+        if self.cut && self.container.is_none() {
+            name.starts_with(&self.network)
+        } else {
+            self.network == name
+        }
+    }
+
+    /// The container, if the tag holds its whole id.
+    pub fn whole_container(&self) -> Option<&str> {
+        self.container.as_deref().filter(|_| !self.cut)
+    }
 }
 
 /// Network names: what an app id or a user may reasonably choose, and safe
@@ -126,6 +257,73 @@ mod tests {
         let mac = network_names("/run/berth", "web").bridge_mac;
         assert_eq!(mac[0] & 0x01, 0, "unicast");
         assert_eq!(mac[0] & 0x02, 0x02, "locally administered");
+    }
+
+    #[test]
+    fn tags_round_trip_and_name_their_berthd() {
+        let t = Tag::network("/run/berth", "hello");
+        let text = t.render(NFT_COMMENT_MAX);
+        assert_eq!(
+            text,
+            format!("berth:{}:net:hello", scope_hash("/run/berth"))
+        );
+        assert_eq!(Tag::parse(&text), Some(t.clone()));
+        assert!(t.is_of_network("hello") && !t.is_of_network("hello2"));
+        assert_ne!(scope_hash("/run/berth"), scope_hash("/tmp/other-root"));
+        assert_eq!(scope_hash("/run/berth").len(), 8);
+
+        let id = "0123abcd".repeat(8);
+        let e = Tag::endpoint("/run/berth", "hello", &id);
+        let text = e.render(IFALIAS_MAX);
+        assert_eq!(
+            text,
+            format!("berth:{}:ep:hello:{id}", scope_hash("/run/berth"))
+        );
+        let back = Tag::parse(&text).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.whole_container(), Some(id.as_str()));
+    }
+
+    #[test]
+    fn long_tags_are_cut_to_fit_and_say_so() {
+        // The longest network name does not fit an nftables comment.
+        let long = "n".repeat(128);
+        let t = Tag::network("/run/berth", &long).render(NFT_COMMENT_MAX);
+        assert_eq!(t.len(), NFT_COMMENT_MAX);
+        assert!(t.ends_with('+'));
+        let back = Tag::parse(&t).unwrap();
+        assert!(back.cut);
+        assert!(back.is_of_network(&long));
+        assert!(!back.is_of_network("other"));
+        // It fits an alias, even with a 64-hex id; a 1024-byte id is cut.
+        let id = "f".repeat(64);
+        let t = Tag::endpoint("/run/berth", &long, &id).render(IFALIAS_MAX);
+        assert!(t.len() <= IFALIAS_MAX && !t.ends_with('+'), "{t}");
+        let id = "f".repeat(1024);
+        let t = Tag::endpoint("/run/berth", &long, &id).render(IFALIAS_MAX);
+        assert_eq!(t.len(), IFALIAS_MAX);
+        let back = Tag::parse(&t).unwrap();
+        assert_eq!(back.network, long, "the network is never cut");
+        assert_eq!(back.whole_container(), None);
+        assert!(id.starts_with(back.container.as_deref().unwrap()));
+    }
+
+    #[test]
+    fn other_text_is_not_a_tag() {
+        for s in [
+            "",
+            "eth0 uplink",
+            "berth:",
+            "berth:xyz:net:web",
+            "berth:0123abcd:net:",
+            "berth:0123abcd:net:a:b",
+            "berth:0123abcd:ep:web",
+            "berth:0123abcd:foo:web",
+            "berth:0123abcd:net:a b",
+            "berth:0123abcd:net:.hidden",
+        ] {
+            assert_eq!(Tag::parse(s), None, "{s:?}");
+        }
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct Link {
     pub name: String,
     /// The bridge it is a port of.
     pub master: Option<u32>,
+    /// Its alias (`ip link set … alias`), where Berth writes its tag.
+    pub alias: Option<String>,
+    /// `bridge`, `veth`, …
+    pub kind: Option<String>,
 }
 
 /// An IPv4 address on an interface.
@@ -310,11 +314,24 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::SetLink(msg), 0)
     }
 
-    /// Deletes the interface (for a veth, both ends).
+    /// Sets the interface's alias (at most 255 bytes).
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.ack(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    /// Deletes the interface (for a veth, both ends). An interface that is
+    /// gone already (a veth whose namespace was just dismantled) is fine.
     pub fn delete_link(&mut self, index: u32) -> io::Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        self.ack(RouteNetlinkMessage::DelLink(msg), 0)
+        match self.ack(RouteNetlinkMessage::DelLink(msg), 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            r => r,
+        }
     }
 
     /// Adds `ip/prefix` to the interface (with its broadcast address, as
@@ -362,11 +379,21 @@ fn to_link(l: &LinkMessage) -> Link {
         index: l.header.index,
         name: String::new(),
         master: None,
+        alias: None,
+        kind: None,
     };
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Controller(m) => link.master = Some(*m),
+            LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        link.kind = Some(k.to_string());
+                    }
+                }
+            }
             _ => {}
         }
     }

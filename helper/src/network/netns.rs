@@ -13,7 +13,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use rustix::io::Errno;
@@ -104,4 +104,27 @@ pub fn is_mounted(path: &Path) -> bool {
     rustix::fs::statfs(path)
         .map(|s| s.f_type as u64 == NSFS)
         .unwrap_or(false)
+}
+
+/// (device, inode) of what is at `path` (following a mount on it): a
+/// namespace made again, or another file, has another.
+pub fn file_id(path: &Path) -> Option<(u64, u64)> {
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The names of the files in `dir` (none if there is no `dir`).
+pub fn list(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        if let Some(name) = e?.file_name().to_str() {
+            out.push(name.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
 }

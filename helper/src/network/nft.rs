@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! table inet berth-net-<hash> {
+//!   comment "berth:<scope hash>:net:<network>"                                          whose it is (see names)
 //!   map publish_tcp      { type ipv4_addr . inet_service : ipv4_addr . inet_service }   host ip . port → container
 //!   map publish_udp      { … }
 //!   map publish_any_tcp  { type inet_service : ipv4_addr . inet_service }               0.0.0.0: every local address
@@ -24,7 +25,15 @@
 //! Chains are written with `add chain` + `flush chain` + `add rule`, which
 //! (re)creates them in one transaction whether or not they exist, leaving the
 //! maps (the published ports) as they are.
+//!
+//! The table's comment is its tag ([`super::names::Tag`]). The kernel sets
+//! a table's comment only when it creates the table, so a table without
+//! the right one is rebuilt, its published ports with it, in one
+//! transaction ([`rebuild_table_script`]). nft 1.0.6 leaves table comments
+//! out of `nft -j` (it shows those of maps and rules only), so they are read
+//! from the text listing ([`parse_table_comments`]).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -44,6 +53,9 @@ pub struct TableSpec<'a> {
     pub table: &'a str,
     pub bridge: &'a str,
     pub subnet: Subnet,
+    /// The table's comment: its tag, up to
+    /// [`super::names::NFT_COMMENT_MAX`] bytes, no `"`.
+    pub comment: &'a str,
 }
 
 const MAP_KEY: &str = "ipv4_addr . inet_service";
@@ -64,8 +76,12 @@ pub fn ensure_table_script(t: &TableSpec<'_>) -> String {
     let br = t.bridge;
     let net = t.subnet;
     let others = format!("{BRIDGE_PREFIX}*");
+    debug_assert!(!t.comment.contains(['"', '\\', '\n']), "{}", t.comment);
     let mut s = String::new();
-    s.push_str(&format!("add table {table}\n"));
+    s.push_str(&format!(
+        "add table {table} {{ comment \"{}\"; }}\n",
+        t.comment
+    ));
     for proto in [Protocol::Tcp, Protocol::Udp] {
         s.push_str(&format!(
             "add map {table} {} {{ type {MAP_KEY} : {MAP_VALUE}; }}\n",
@@ -157,6 +173,15 @@ fn dnat_rules() -> Vec<String> {
     v
 }
 
+/// Replaces the table with a new one (see the module comment: to give it
+/// its comment) holding the same published ports, in one transaction.
+pub fn rebuild_table_script(t: &TableSpec<'_>, mappings: &[Mapping]) -> String {
+    let mut s = delete_table_script(t.table);
+    s.push_str(&ensure_table_script(t));
+    s.push_str(&add_mappings_script(t.table, mappings));
+    s
+}
+
 /// Removes the table and everything in it; succeeds when there is none
 /// (creating it first makes the delete always valid, in one transaction).
 pub fn delete_table_script(table: &str) -> String {
@@ -200,18 +225,33 @@ pub fn delete_mappings_script(table: &str, mappings: &[Mapping]) -> String {
         .collect()
 }
 
+/// One of Berth's tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub name: String,
+    /// The kernel's handle: a table made again gets another.
+    pub handle: Option<u64>,
+    /// Its comment, where known (`nft -j` leaves it out: see
+    /// [`Ruleset::add_comments`]).
+    pub comment: Option<String>,
+}
+
 /// What a `nft -j list ruleset` says about Berth networks.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ruleset {
-    /// Names of the `inet` tables named `berth-net-*`.
-    pub tables: Vec<String>,
+    /// The `inet` tables named `berth-net-*`.
+    pub tables: Vec<Table>,
     /// (table, mapping) for every published port in them.
     pub mappings: Vec<(String, Mapping)>,
 }
 
 impl Ruleset {
     pub fn has_table(&self, table: &str) -> bool {
-        self.tables.iter().any(|t| t == table)
+        self.table(table).is_some()
+    }
+
+    pub fn table(&self, table: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == table)
     }
 
     pub fn mappings_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = Mapping> + 'a {
@@ -219,6 +259,15 @@ impl Ruleset {
             .iter()
             .filter(move |(t, _)| t == table)
             .map(|(_, m)| *m)
+    }
+
+    /// Fills in the tables' comments from [`parse_table_comments`].
+    pub fn add_comments(&mut self, comments: &BTreeMap<String, String>) {
+        for t in &mut self.tables {
+            if let Some(c) = comments.get(&t.name) {
+                t.comment = Some(c.clone());
+            }
+        }
     }
 }
 
@@ -237,8 +286,15 @@ pub fn parse_ruleset(json: &str) -> Result<Ruleset, String> {
     };
     let mut rs = Ruleset::default();
     for item in items {
-        if let Some(t) = item.get("table").and_then(|t| ours(t, "name")) {
-            rs.tables.push(t);
+        if let Some(t) = item.get("table") {
+            if let Some(name) = ours(t, "name") {
+                rs.tables.push(Table {
+                    name,
+                    handle: t.get("handle").and_then(Value::as_u64),
+                    // Later versions of nft may show it.
+                    comment: t.get("comment").and_then(Value::as_str).map(Into::into),
+                });
+            }
         }
         let Some(map) = item.get("map") else { continue };
         let Some(table) = ours(map, "table") else {
@@ -264,6 +320,38 @@ pub fn parse_ruleset(json: &str) -> Result<Ruleset, String> {
         }
     }
     Ok(rs)
+}
+
+/// The comments of Berth's tables in `nft -t list ruleset` text, where
+/// nft 1.0.6 writes a table's comment as the first line inside it (after a
+/// tab):
+///
+/// ```text
+/// table inet berth-net-1a2b3c4d {
+///     comment "berth:…"
+/// ```
+pub fn parse_table_comments(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(name) = line
+            .strip_prefix("table inet ")
+            .and_then(|l| l.strip_suffix(" {"))
+        else {
+            continue;
+        };
+        if !name.starts_with(TABLE_PREFIX) {
+            continue;
+        }
+        let comment = lines
+            .peek()
+            .and_then(|l| l.trim().strip_prefix("comment \""))
+            .and_then(|l| l.strip_suffix('"'));
+        if let Some(c) = comment {
+            out.insert(name.to_string(), c.to_string());
+        }
+    }
+    out
 }
 
 /// `[key, value]`, where a key is `{"concat": ["127.0.0.1", 8080]}` or
@@ -326,17 +414,31 @@ pub fn apply(script: &str) -> Result<(), String> {
     written.map_err(|e| format!("writing to nft: {e}"))
 }
 
-/// `nft -j list ruleset`, parsed.
-pub fn read_ruleset() -> Result<Ruleset, String> {
+fn list(args: &[&str]) -> Result<String, String> {
     let out = Command::new(NFT)
-        .args(["-j", "list", "ruleset"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(spawn_error)?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
-    parse_ruleset(&String::from_utf8_lossy(&out.stdout))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `nft -j list ruleset`, parsed (the tables' comments left out).
+pub fn read_ruleset() -> Result<Ruleset, String> {
+    parse_ruleset(&list(&["-j", "list", "ruleset"])?)
+}
+
+/// [`read_ruleset`] with the tables' comments, from a second, text,
+/// listing.
+pub fn read_ruleset_with_comments() -> Result<Ruleset, String> {
+    let mut rs = read_ruleset()?;
+    if rs.tables.iter().any(|t| t.comment.is_none()) {
+        rs.add_comments(&parse_table_comments(&list(&["-t", "list", "ruleset"])?));
+    }
+    Ok(rs)
 }
 
 fn spawn_error(e: std::io::Error) -> String {
@@ -356,6 +458,7 @@ mod tests {
             table: "berth-net-0a1b2c3d",
             bridge: "bn-0a1b2c3d",
             subnet: "10.89.4.0/24".parse().unwrap(),
+            comment: "berth:01234567:net:web",
         }
     }
 
@@ -368,7 +471,7 @@ mod tests {
                 "missing line {line:?} in\n{s}"
             )
         };
-        has("add table inet berth-net-0a1b2c3d");
+        has("add table inet berth-net-0a1b2c3d { comment \"berth:01234567:net:web\"; }");
         has("add map inet berth-net-0a1b2c3d publish_tcp { type ipv4_addr . inet_service : ipv4_addr . inet_service; }");
         has("add map inet berth-net-0a1b2c3d publish_any_udp { type inet_service : ipv4_addr . inet_service; }");
         has("add chain inet berth-net-0a1b2c3d postrouting { type nat hook postrouting priority srcnat; policy accept; }");
@@ -403,6 +506,21 @@ mod tests {
             .unwrap();
         let accept = fwd.iter().position(|l| l.ends_with("accept")).unwrap();
         assert!(drop < accept);
+    }
+
+    #[test]
+    fn rebuilding_keeps_the_published_ports_in_one_script() {
+        let ms = [mapping([127, 0, 0, 1], 8080, Protocol::Tcp)];
+        let s = rebuild_table_script(&spec(), &ms);
+        assert!(
+            s.starts_with(&delete_table_script("berth-net-0a1b2c3d")),
+            "{s}"
+        );
+        assert!(s.contains(&ensure_table_script(&spec())), "{s}");
+        assert!(
+            s.ends_with(&add_mappings_script("berth-net-0a1b2c3d", &ms)),
+            "{s}"
+        );
     }
 
     #[test]
@@ -461,7 +579,14 @@ mod tests {
     #[test]
     fn ruleset_gives_our_tables_and_published_ports_only() {
         let rs = parse_ruleset(RULESET).unwrap();
-        assert_eq!(rs.tables, ["berth-net-0a1b2c3d"]);
+        assert_eq!(
+            rs.tables,
+            [Table {
+                name: "berth-net-0a1b2c3d".into(),
+                handle: Some(2),
+                comment: None,
+            }]
+        );
         assert!(rs.has_table("berth-net-0a1b2c3d"));
         assert!(!rs.has_table("filter"));
         let ms: Vec<Mapping> = rs.mappings_of("berth-net-0a1b2c3d").collect();
@@ -484,6 +609,37 @@ mod tests {
                     container_port: 53,
                 },
             ]
+        );
+    }
+
+    /// As `nft -t list ruleset` prints it (1.0.6).
+    const TEXT: &str = "table inet filter {\n\tcomment \"not ours\"\n\tchain input {\n\t}\n}\n\
+        table inet berth-net-0a1b2c3d {\n\tcomment \"berth:01234567:net:web\"\n\tmap publish_tcp {\n\t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service\n\t}\n}\n\
+        table inet berth-net-11111111 {\n\tmap publish_tcp {\n\t\tcomment \"berth:not-the-table\"\n\t}\n}\n\
+        table ip berth-net-22222222 {\n\tcomment \"berth:01234567:net:ip\"\n}\n";
+
+    #[test]
+    fn table_comments_come_from_the_text_listing() {
+        let c = parse_table_comments(TEXT);
+        assert_eq!(
+            c.into_iter().collect::<Vec<_>>(),
+            [(
+                "berth-net-0a1b2c3d".to_string(),
+                "berth:01234567:net:web".to_string()
+            )]
+        );
+        let mut rs = parse_ruleset(RULESET).unwrap();
+        rs.add_comments(&parse_table_comments(TEXT));
+        assert_eq!(
+            rs.table("berth-net-0a1b2c3d").unwrap().comment.as_deref(),
+            Some("berth:01234567:net:web")
+        );
+        // Should nft's JSON show it one day, it is taken from there.
+        let json = r#"{"nftables": [{"table": {"family": "inet", "name": "berth-net-1", "handle": 9, "comment": "berth:01234567:net:x"}}]}"#;
+        let rs = parse_ruleset(json).unwrap();
+        assert_eq!(
+            rs.tables[0].comment.as_deref(),
+            Some("berth:01234567:net:x")
         );
     }
 

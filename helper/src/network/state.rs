@@ -15,6 +15,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use super::ipam::Subnet;
+use super::names::valid_network_name;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkRecord {
@@ -23,6 +24,16 @@ pub struct NetworkRecord {
     /// Container id → its address.
     #[serde(default)]
     pub endpoints: BTreeMap<String, Ipv4Addr>,
+}
+
+/// A file of the records' directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RecordFile {
+    /// `<network>.json`
+    Record(String),
+    /// `<network>.json.tmp`, left by a write that did not finish (the
+    /// file name).
+    Temp(String),
 }
 
 /// The records of one run root.
@@ -36,8 +47,12 @@ impl Records {
         Records { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.json"))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn load(&self, name: &str) -> io::Result<Option<NetworkRecord>> {
@@ -71,7 +86,32 @@ impl Records {
         Ok(())
     }
 
+    /// Every readable record. One that cannot be read (damaged by hand or
+    /// by the disk: writes are whole) is left out with a warning: its
+    /// network's bridge still holds its subnet, and
+    /// [`super::Networks::create`] writes it again.
     pub fn list(&self) -> io::Result<Vec<NetworkRecord>> {
+        let mut out = Vec::new();
+        for file in self.files()? {
+            let RecordFile::Record(name) = file else {
+                continue;
+            };
+            match self.load(&name) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    tracing::warn!(network = name, "unreadable network record left out: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The files of the directory: records and unfinished writes (others
+    /// are not Berth's and left out).
+    pub fn files(&self) -> io::Result<Vec<RecordFile>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -80,15 +120,39 @@ impl Records {
         let mut out = Vec::new();
         for entry in entries {
             let name = entry?.file_name();
-            let Some(name) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-                continue;
-            };
-            if let Some(r) = self.load(name)? {
-                out.push(r);
+            let Some(name) = name.to_str() else { continue };
+            if let Some(n) = name.strip_suffix(".json") {
+                if valid_network_name(n) {
+                    out.push(RecordFile::Record(n.to_string()));
+                }
+            } else if let Some(n) = name.strip_suffix(".json.tmp") {
+                if valid_network_name(n) {
+                    out.push(RecordFile::Temp(name.to_string()));
+                }
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort();
         Ok(out)
+    }
+
+    /// Removes an unfinished write (see [`Records::files`]).
+    pub fn remove_temp(&self, file_name: &str) -> io::Result<()> {
+        let ok = file_name
+            .strip_suffix(".json.tmp")
+            .is_some_and(valid_network_name);
+        if !ok {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{file_name} is not an unfinished network record"),
+            ));
+        }
+        match fs::remove_file(self.dir.join(file_name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let _ = fs::remove_dir(&self.dir);
+        Ok(())
     }
 }
 
@@ -139,6 +203,27 @@ mod tests {
         assert_eq!(r.load("web").unwrap(), Some(rec.clone()));
         let names: Vec<String> = r.list().unwrap().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["db", "web"]);
+        // Unfinished writes and damaged records.
+        std::fs::write(dir.path().join("networks/x.json.tmp"), "{").unwrap();
+        std::fs::write(dir.path().join("networks/bad.json"), "{").unwrap();
+        std::fs::write(dir.path().join("networks/not ours"), "").unwrap();
+        let names: Vec<String> = r.list().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["db", "web"], "the damaged record is left out");
+        assert_eq!(
+            r.files().unwrap(),
+            [
+                RecordFile::Record("bad".into()),
+                RecordFile::Record("db".into()),
+                RecordFile::Record("web".into()),
+                RecordFile::Temp("x.json.tmp".into()),
+            ]
+        );
+        assert!(r.load("bad").is_err());
+        assert!(r.remove_temp("../x.json.tmp").is_err());
+        assert!(r.remove_temp("not ours").is_err());
+        r.remove_temp("x.json.tmp").unwrap();
+        r.remove("bad").unwrap();
+        std::fs::remove_file(dir.path().join("networks/not ours")).unwrap();
         r.remove("web").unwrap();
         r.remove("web").unwrap();
         r.remove("db").unwrap();
