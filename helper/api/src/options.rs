@@ -107,6 +107,7 @@ pub fn parse_volume(s: &str) -> Result<Volume, OptionError> {
         host: host.to_string(),
         container: container.to_string(),
         read_only,
+        populate: false,
     })
 }
 
@@ -196,6 +197,36 @@ mod tests {
         assert!(parse_volume("/a:/b/../c").is_err());
         assert!(parse_volume("/a:/b:rx").is_err());
         assert!(parse_volume("/a").is_err());
+    }
+
+    #[test]
+    fn records_without_the_newer_fields_still_parse() {
+        // A record written before `netns` and `populate` existed.
+        let o: crate::RunOptions = serde_json::from_str(
+            r#"{"name":"web","network":"none","volumes":[{"host":"/srv","container":"/data","read_only":true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(o.netns, None);
+        assert!(!o.volumes[0].populate);
+        assert!(o.volumes[0].read_only);
+        assert!(
+            !parse_volume("/a:/b").unwrap().populate,
+            "-v never populates"
+        );
+        // And the new ones round-trip.
+        let o = crate::RunOptions {
+            netns: Some("/run/berth/netns/abc".into()),
+            volumes: vec![Volume {
+                host: "/var/lib/berth/volumes/app_data".into(),
+                container: "/usr/share/nginx/html".into(),
+                read_only: false,
+                populate: true,
+            }],
+            ..Default::default()
+        };
+        let back: crate::RunOptions =
+            serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
+        assert_eq!(back, o);
     }
 
     #[test]

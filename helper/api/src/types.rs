@@ -113,6 +113,13 @@ pub struct RunOptions {
     /// `host` (the default: container ids are host ids) or `auto` (the
     /// container's ids 0..65535 are a host range of their own).
     pub userns: UsernsMode,
+    /// A network namespace to join instead of a new one: the absolute path
+    /// of a namespace file, as the network module bind-mounts an app
+    /// network's endpoint at `<run root>/netns/<container id>`. Needs
+    /// `network: none` (the default; `host` is refused) and `userns: host`.
+    /// The container's /etc/resolv.conf is then the host's, without
+    /// loopback name servers.
+    pub netns: Option<String>,
 }
 
 /// `--userns`: which user namespace a container runs in. On the bus and
@@ -182,4 +189,11 @@ pub struct Volume {
     pub host: String,
     pub container: String,
     pub read_only: bool,
+    /// Docker's behaviour for a new named volume: when the container
+    /// starts and `host` is empty, it is first filled with a copy of what
+    /// the image has at `container` (contents, owners, modes, times), and
+    /// `host` itself takes that directory's owner and mode. Never set by
+    /// `-v`; absent in older records (false).
+    #[serde(default)]
+    pub populate: bool,
 }

@@ -109,13 +109,15 @@ impl Containers {
             searchable(&dir)?;
         }
         let hostname = hostname_of(c);
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-        );
-        let resolv = match opts.network {
-            super::Network::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        let hosts = super::etc::hosts_text(&hostname, None, &[]);
+        let resolv = match (opts.network, &opts.netns) {
+            // A prepared namespace: the host's servers it can reach.
+            (_, Some(_)) => super::etc::resolv_for_netns(),
+            (super::Network::Host, None) => {
+                std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+            }
             // No network: nothing to resolve with, but programs expect the file.
-            super::Network::None => String::new(),
+            (super::Network::None, None) => String::new(),
         };
         for (name, text) in [
             ("hosts", hosts),

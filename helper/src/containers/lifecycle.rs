@@ -160,6 +160,21 @@ impl Containers {
         if let Some(range) = c.userns {
             self.check_reachable(c, opts, range)?;
         }
+        if let Some(ns) = &opts.netns {
+            if !crate::network::netns::is_mounted(std::path::Path::new(ns)) {
+                return Err(Error::NotFound(format!(
+                    "container {} joins the network namespace {ns}, which does not exist \
+                     (its network must attach the container first)",
+                    c.name
+                )));
+            }
+            // The host's name servers may have changed since it was created.
+            super::etc::rewrite_in_place(
+                &dir.join("resolv.conf"),
+                super::etc::resolv_for_netns().as_bytes(),
+                c.userns,
+            )?;
+        }
         let mount = OverlayMount {
             lower,
             upper: dir.join("upper"),
@@ -173,6 +188,7 @@ impl Containers {
         .map_err(|e| Error::Runtime(e.to_string()))?;
 
         let result = (|| {
+            self.populate_volumes(c, opts, &rootfs)?;
             let user_spec = opts
                 .user
                 .clone()
@@ -190,7 +206,7 @@ impl Containers {
             let nofile_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
                 .maximum
                 .unwrap_or(1 << 20);
-            let spec = spec::build(
+            let mut spec = spec::build(
                 base,
                 &config,
                 opts,
@@ -207,6 +223,9 @@ impl Containers {
                 },
             )
             .map_err(Error::InvalidArgument)?;
+            if let Some(ns) = &opts.netns {
+                spec::join_network_namespace(&mut spec, std::path::Path::new(ns));
+            }
             let bundle = self.run_dir(&c.id).join("bundle");
             let tmp = bundle.join("config.json.tmp");
             let json =
@@ -220,6 +239,39 @@ impl Containers {
             let _ = overlay::unmount(&rootfs);
         }
         result
+    }
+
+    /// Fill each empty `populate` volume with a copy of the image's
+    /// directory at its path (see [`super::populate`]); `rootfs` is mounted.
+    fn populate_volumes(
+        &self,
+        c: &ContainerRecord,
+        opts: &RunOptions,
+        rootfs: &std::path::Path,
+    ) -> Result<()> {
+        for v in opts.volumes.iter().filter(|v| v.populate) {
+            let host = std::path::Path::new(&v.host);
+            match super::populate::populate(rootfs, &v.container, host) {
+                Ok(super::populate::Populated::Copied(n)) => tracing::info!(
+                    container = %c.name,
+                    volume = %v.host,
+                    path = %v.container,
+                    entries = n,
+                    "filled a new volume from the image"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Error::Io {
+                        what: format!(
+                            "filling volume {} of container {} with the image's {}",
+                            v.host, c.name, v.container
+                        ),
+                        source: e,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A container in its own user namespace is "other" to every host
@@ -304,6 +356,12 @@ impl Containers {
             return Ok(c);
         }
         let mut rx = self.subscribe_status(&c.id);
+        // A SIGTERM its init would never see is not worth waiting for.
+        let pid = self.inspect(&c.id).ok().and_then(|i| i.pid);
+        if pid.is_some_and(term_is_discarded) {
+            let _ = self.kill(&c.id, libc::SIGKILL).await;
+            return self.wait(&c.id).await;
+        }
         let _ = self.kill(&c.id, libc::SIGTERM).await;
         let exited = |rx: &mut tokio::sync::watch::Receiver<Option<ContainerRecord>>| {
             rx.borrow().as_ref().is_some_and(|r| r.state != "running")
@@ -384,4 +442,56 @@ fn wait_started(dir: &std::path::Path) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
     false
+}
+
+/// Would the kernel drop a SIGTERM sent to `pid`? It does when the process
+/// is PID 1 of its PID namespace and has no handler for it (a shell or
+/// `busybox httpd` as a container's init): signals from outside that
+/// namespace other than SIGKILL and SIGSTOP reach such an init only when it
+/// catches them. Docker waits out the whole timeout in that case.
+fn term_is_discarded(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    term_is_discarded_by(&status)
+}
+
+fn term_is_discarded_by(status: &str) -> bool {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let init_of_its_namespace = field("NSpid:")
+        .and_then(|v| v.split_whitespace().last())
+        .is_some_and(|last| last == "1");
+    let caught = field("SigCgt:").and_then(|v| u64::from_str_radix(v, 16).ok());
+    match caught {
+        Some(mask) => init_of_its_namespace && mask & (1 << (libc::SIGTERM - 1)) == 0,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod term_tests {
+    use super::term_is_discarded_by;
+
+    #[test]
+    fn only_an_init_without_a_handler_discards_sigterm() {
+        let status =
+            |nspid: &str, cgt: &str| format!("Name:\tx\nNSpid:\t{nspid}\nSigCgt:\t{cgt}\n");
+        assert!(term_is_discarded_by(&status("4242\t1", "0000000000000000")));
+        // It catches SIGTERM (bit 15).
+        assert!(!term_is_discarded_by(&status(
+            "4242\t1",
+            "0000000000004000"
+        )));
+        // Not the namespace's init: the default action (exit) applies.
+        assert!(!term_is_discarded_by(&status(
+            "4242\t7",
+            "0000000000000000"
+        )));
+        assert!(!term_is_discarded_by("garbage"));
+    }
 }

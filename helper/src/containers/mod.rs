@@ -17,7 +17,8 @@
 //!   block's first id, the container's root.
 //! * **start** mounts the overlay root file system at
 //!   `<run>/containers/<id>/bundle/rootfs` (for `--userns=auto` over
-//!   idmapped views of the layers, see [`crate::runtime::overlay`]), writes the bundle's
+//!   idmapped views of the layers, see [`crate::runtime::overlay`]), fills
+//!   each new `populate` volume from it ([`populate`]), writes the bundle's
 //!   `config.json`, and spawns a `berth-shim` (its files in
 //!   `<run>/containers/<id>/shim/`), which runs the container through
 //!   `berth-runtime`, owns its stdio and logs, reaps it and records how it
@@ -28,13 +29,40 @@
 //! * **rm** kills what still runs, unmounts, removes the files, and deletes
 //!   the row last.
 //!
+//! # What apps add
+//!
+//! The app installer runs each service of an app as a container with a few
+//! options `berth run` does not offer:
+//!
+//! * **`netns`** ([`RunOptions::netns`]): the path of a network namespace
+//!   the network module prepared (`<run root>/netns/<key>`, see
+//!   [`crate::network`]); the container joins it instead of getting a new
+//!   one ([`spec::join_network_namespace`]). It cannot be combined with
+//!   `network: host`, nor yet with `--userns=auto` (the namespace belongs to
+//!   the host's user namespace; the runtime would have to join it before
+//!   making the container's own): both are refused when the container is
+//!   created. At start the namespace must be mounted, or start fails saying
+//!   so. Its `resolv.conf` is the host's without loopback name servers
+//!   (behind systemd-resolved's stub, the servers it forwards to), or
+//!   Google's as Docker falls back to; it is written again at each start.
+//! * **/etc/hosts** ([`Containers::set_hosts`]): the installer gives each
+//!   container the addresses of the app's services. The file is rewritten
+//!   in place, as a running container has its inode bind-mounted.
+//! * **`populate`** volumes ([`Volume::populate`]): Docker's new named
+//!   volume, filled from the image at first start ([`populate`]).
+//! * **[`Containers::exec_capture`]** runs a command (a healthcheck) and
+//!   returns its exit code and first 4 KiB of output, killing it and what
+//!   it started when its time is up.
+//!
 //! After a crash or restart of berthd, [`Containers::open`] finds every
 //! container recorded as running: if its shim lives, monitoring resumes; if
 //! the shim recorded an exit, that is taken; if the shim died, the
 //! container's processes are killed through its cgroup and it is marked
 //! exited with the reason.
 
+mod capture;
 mod create;
+mod etc;
 mod exec;
 mod exec_tty;
 mod inspect;
@@ -42,6 +70,7 @@ mod lifecycle;
 mod logs;
 mod monitor;
 pub mod options;
+pub mod populate;
 pub mod spec;
 pub mod userns;
 
@@ -52,6 +81,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 
+pub use capture::CAPTURE_LIMIT;
 pub use inspect::ContainerInfo;
 pub use lifecycle::Attach;
 pub use options::{Network, OptionError, RunOptions, UsernsMode, Volume};
@@ -74,6 +104,9 @@ pub enum Error {
     State(#[from] crate::state::Error),
     #[error("{0}")]
     Runtime(String),
+    /// A command did not end in the time it was given (and was killed).
+    #[error("{0}")]
+    Timeout(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
