@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod dbus;
 pub mod images;
 pub mod layers;
+pub mod ledger;
 pub mod metrics;
 pub mod network;
 pub mod reference;

@@ -11,11 +11,13 @@
 //! Errors cross the bus as `org.berth.Error.*` names with a message a person
 //! can act on; [`Error`] maps them back to typed values on the client side.
 
+pub mod apps;
 mod client;
 mod error;
 pub mod options;
 mod types;
 
+pub use apps::*;
 pub use client::{connect, watch_job, JobEvent, JobOutcome};
 pub use error::{Error, Result};
 pub use types::*;
@@ -142,6 +144,66 @@ pub trait Helper1 {
         follow: bool,
         flags: u64,
     ) -> Result<zbus::zvariant::OwnedFd>;
+
+    /// The catalogs berthd knows, as a JSON array of [`CatalogInfo`].
+    fn list_catalogs(&self) -> Result<String>;
+
+    /// Add the catalog at `path` (a directory of apps, or its
+    /// `catalog.toml`) as `name` (empty: the directory's name); `vars` are
+    /// `NAME=value` for its Compose files. Returns its [`CatalogInfo`] as JSON.
+    fn add_catalog(&self, path: &str, name: &str, vars: &[&str], flags: u64) -> Result<String>;
+
+    /// Forget a catalog (installed apps from it stay installed).
+    fn remove_catalog(&self, name: &str, flags: u64) -> Result<()>;
+
+    /// Every app of every catalog, a JSON array of [`CatalogApp`].
+    fn list_catalog_apps(&self) -> Result<String>;
+
+    /// An app's icon: (media type, bytes).
+    fn app_icon(&self, app: &str) -> Result<(String, Vec<u8>)>;
+
+    /// Install an app: pull its images, make its network, volumes and
+    /// containers, start them and wait until it answers. A job whose
+    /// result is an [`InstallResult`]; cancel or failure removes
+    /// everything it made. `options` is [`InstallOptions`] as JSON.
+    fn install_app(
+        &self,
+        app: &str,
+        options: &str,
+        flags: u64,
+    ) -> Result<zbus::zvariant::OwnedObjectPath>;
+
+    /// Remove an app and check that nothing of it is left: a job whose
+    /// result is an [`AuditReport`]. `options` is [`UninstallOptions`] as JSON.
+    fn uninstall_app(
+        &self,
+        app: &str,
+        options: &str,
+        flags: u64,
+    ) -> Result<zbus::zvariant::OwnedObjectPath>;
+
+    /// Installed apps, a JSON array of [`AppInfo`].
+    fn list_apps(&self) -> Result<String>;
+
+    /// One installed app as [`AppInfo`] JSON.
+    fn inspect_app(&self, app: &str) -> Result<String>;
+
+    /// Start an installed app's containers in dependency order.
+    fn start_app(&self, app: &str, flags: u64) -> Result<()>;
+
+    /// Stop an app's containers (it stays stopped across restarts).
+    fn stop_app(&self, app: &str, flags: u64) -> Result<()>;
+
+    /// Stop, then start.
+    fn restart_app(&self, app: &str, flags: u64) -> Result<()>;
+
+    /// Pull newer images and recreate the containers whose image changed,
+    /// keeping the data: a job whose result is an [`InstallResult`].
+    fn update_app(&self, app: &str, flags: u64) -> Result<zbus::zvariant::OwnedObjectPath>;
+
+    /// Audit everything berthd made against its records; with `repair`,
+    /// remove what no record explains. An [`AuditReport`] as JSON.
+    fn doctor(&self, repair: bool, flags: u64) -> Result<String>;
 
     /// The helper's version string.
     #[zbus(property)]

@@ -135,9 +135,19 @@
 
 pub mod catalog;
 pub mod compose;
+mod crash;
+mod doctor;
+mod health;
+mod install;
 pub mod interpolate;
+mod lifecycle;
+mod manager;
 pub mod registered;
+mod remove;
 pub mod yaml;
+
+pub use crash::crash_point;
+pub use manager::AppManager;
 
 use std::fmt;
 use std::io::Read;
@@ -188,6 +198,18 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error(transparent)]
+    Image(#[from] crate::images::Error),
+    #[error(transparent)]
+    Container(#[from] crate::containers::Error),
+    #[error(transparent)]
+    Network(#[from] crate::network::Error),
+    /// The operation was cancelled; the message says what was undone.
+    #[error("{0}")]
+    Cancelled(String),
+    /// Something Berth itself did failed; the message says what.
+    #[error("{0}")]
+    Failed(String),
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,

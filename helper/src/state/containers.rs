@@ -343,7 +343,7 @@ mod tests {
             .conn()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, super::super::SCHEMA_VERSION);
         drop(db);
         // Opening again does not migrate twice.
         assert!(Db::open(&p)

@@ -7,8 +7,8 @@
 //! missing file; at worst there are files no row points at, which the next
 //! pull reuses and `berth image prune` removes.
 //!
-//! Schema (version 3; version 1 lacked `containers`, version 2 its
-//! `userns_*` columns):
+//! Schema (version 4; version 1 lacked `containers`, version 2 its
+//! `userns_*` columns, version 3 `apps`, `ledger` and `volumes`):
 //!
 //! ```text
 //! manifests                         one platform image manifest
@@ -42,6 +42,23 @@
 //!   error         TEXT              why it could not start, if it could not
 //!   userns_start  INTEGER NULL      --userns=auto: first host id of its block
 //!   userns_size   INTEGER NULL        and how many (NULL: the host's ids)
+//! apps                              one installed app (see crate::apps)
+//!   id            TEXT PK           the app's id, a DNS label
+//!   catalog       TEXT              the catalog it came from
+//!   state         TEXT              installing | installed | updating | removing
+//!   desired       TEXT              running | stopped (what berthd restores at start)
+//!   options       TEXT              InstallOptions as JSON
+//!   removal       TEXT              UninstallOptions as JSON once removing, else ''
+//!   installed     INTEGER           seconds since epoch
+//!        │ 1
+//!        └──< ledger                every resource the app made, recorded before it is made
+//!               app TEXT, seq INTEGER (PK both; creation order)
+//!               kind TEXT, name TEXT, detail TEXT (see crate::ledger)
+//!               made INTEGER        0 = about to be made, 1 = made
+//! volumes                           named volumes, kept after an uninstall that keeps data
+//!   name          TEXT PK           <app>_<volume>
+//!   app           TEXT              the app it belongs to (also when not installed)
+//!   created       INTEGER
 //! ```
 //!
 //! A container's host id block is reserved as long as its row exists: the
@@ -57,10 +74,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::content::Digest;
 
+mod apps;
 mod containers;
+pub use apps::{AppRecord, LedgerRow};
 pub use containers::{ContainerRecord, StateChange};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE manifests (
@@ -111,6 +130,32 @@ CREATE TABLE containers (
 const SCHEMA_V3: &str = "
 ALTER TABLE containers ADD COLUMN userns_start INTEGER;
 ALTER TABLE containers ADD COLUMN userns_size INTEGER;
+";
+
+const SCHEMA_V4: &str = "
+CREATE TABLE apps (
+    id        TEXT PRIMARY KEY,
+    catalog   TEXT NOT NULL,
+    state     TEXT NOT NULL,
+    desired   TEXT NOT NULL,
+    options   TEXT NOT NULL,
+    removal   TEXT NOT NULL DEFAULT '',
+    installed INTEGER NOT NULL
+);
+CREATE TABLE ledger (
+    app    TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    made   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (app, seq)
+);
+CREATE TABLE volumes (
+    name    TEXT PRIMARY KEY,
+    app     TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
 ";
 
 /// Deletes manifests nothing refers to any more.
@@ -201,6 +246,12 @@ impl Db {
         if version < 3 {
             conn.execute_batch(&format!(
                 "BEGIN; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"
+            ))
+            .map_err(open_err)?;
+        }
+        if version < 4 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"
             ))
             .map_err(open_err)?;
         }
