@@ -26,21 +26,42 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Install an app from a catalog: pull, create, start, wait until it answers.
+    Install(install::InstallArgs),
+    /// Remove an app and check that nothing of it is left.
+    Uninstall(install::UninstallArgs),
+    /// List installed apps.
+    Apps(apps::ListArgs),
+    /// Show an installed app as JSON.
+    #[command(name = "inspect-app")]
+    InspectApp(apps::InspectArgs),
+    /// Print an app's URL (and open it in the browser on a desktop).
+    Open(apps::OpenArgs),
+    /// Update an app: pull newer images, recreate what changed, keep the data.
+    Update(apps::UpdateArgs),
+    /// Manage app catalogs and list what they offer.
+    #[command(subcommand)]
+    Catalog(catalog::Command),
+    /// Check everything Berth made against its records, and remove what no
+    /// record explains.
+    Doctor(apps::DoctorArgs),
     /// Run a command in a new container.
     Run(Box<run::Args>),
     /// List containers.
     Ps(ps::Args),
-    /// Start stopped containers.
+    /// Start stopped containers or apps.
     Start(container::StartArgs),
-    /// Stop running containers (SIGTERM, then SIGKILL).
+    /// Stop running containers (SIGTERM, then SIGKILL) or apps.
     Stop(container::StopArgs),
+    /// Stop, then start containers or apps.
+    Restart(container::RestartArgs),
     /// Send a signal to containers.
     Kill(container::KillArgs),
     /// Remove containers.
     Rm(container::RmArgs),
     /// Run a command in a running container.
     Exec(exec::Args),
-    /// Print a container's output.
+    /// Print a container's output, or an app's (every service's, or one's).
     Logs(logs::Args),
     /// Live CPU, memory, network, disk and process counts of containers.
     Stats(stats::Args),
@@ -99,6 +120,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Mistakes in the arguments are reported before the bus is reached.
+    match &cli.command {
+        Command::Install(a) => a.check()?,
+        Command::Catalog(c) => c.check()?,
+        _ => {}
+    }
     let conn = berth_api::connect().await?;
     let ctx = Ctx {
         conn,
@@ -109,10 +136,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     };
     match cli.command {
+        Command::Install(a) => install::install(&ctx, a).await,
+        Command::Uninstall(a) => install::uninstall(&ctx, a).await,
+        Command::Apps(a) => apps::list(&ctx, a).await,
+        Command::InspectApp(a) => apps::inspect(&ctx, a).await,
+        Command::Open(a) => apps::open(&ctx, a).await,
+        Command::Update(a) => apps::update(&ctx, a).await,
+        Command::Catalog(c) => catalog::exec(&ctx, c).await,
+        Command::Doctor(a) => apps::doctor(&ctx, a).await,
         Command::Run(a) => run::exec(&ctx, *a).await,
         Command::Ps(a) => ps::exec(&ctx, a).await,
         Command::Start(a) => container::start(&ctx, a).await,
         Command::Stop(a) => container::stop(&ctx, a).await,
+        Command::Restart(a) => container::restart(&ctx, a).await,
         Command::Kill(a) => container::kill(&ctx, a).await,
         Command::Rm(a) => container::rm(&ctx, a).await,
         Command::Exec(a) => exec::exec(&ctx, a).await,

@@ -1,8 +1,11 @@
 //! Following a job: per-layer progress bars on a terminal, plain lines
 //! otherwise. Ctrl-C cancels the job (berthd removes what it wrote half-way).
+//! App jobs (install, update, uninstall) also show their phase: a spinner
+//! line above the bars, or one line per phase.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use berth_api::{Job1Proxy, JobProgress};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -14,12 +17,33 @@ pub async fn follow(
     path: &OwnedObjectPath,
     quiet: bool,
 ) -> anyhow::Result<String> {
+    follow_with(conn, path, quiet, false).await
+}
+
+/// Follow an app job (install, update, uninstall): as [`follow`], and
+/// shows each phase (`pulling docker.io/library/nginx:latest`, `starting web`).
+pub async fn follow_phases(
+    conn: &zbus::Connection,
+    path: &OwnedObjectPath,
+) -> anyhow::Result<String> {
+    follow_with(conn, path, false, true).await
+}
+
+async fn follow_with(
+    conn: &zbus::Connection,
+    path: &OwnedObjectPath,
+    quiet: bool,
+    phases: bool,
+) -> anyhow::Result<String> {
     let mut view = if quiet {
         View::Quiet
     } else if std::io::stderr().is_terminal() {
-        View::Bars(Bars::new())
+        View::Bars(Bars::new(phases))
     } else {
-        View::Lines(HashMap::new())
+        View::Lines {
+            seen: HashMap::new(),
+            phase: phases.then(String::new),
+        }
     };
     let outcome = {
         let watch = berth_api::watch_job(conn, path, |p| view.update(p));
@@ -40,8 +64,12 @@ pub async fn follow(
 enum View {
     Quiet,
     Bars(Bars),
-    /// Last status printed per layer.
-    Lines(HashMap<String, String>),
+    Lines {
+        /// Last status printed per layer.
+        seen: HashMap<String, String>,
+        /// Last phase printed, when phases are shown.
+        phase: Option<String>,
+    },
 }
 
 impl View {
@@ -49,7 +77,15 @@ impl View {
         match self {
             View::Quiet => {}
             View::Bars(b) => b.update(p),
-            View::Lines(seen) => {
+            View::Lines { seen, phase } => {
+                if let Some(last) = phase {
+                    if *last != p.phase {
+                        last.clone_from(&p.phase);
+                        if shown_phase(&p.phase) {
+                            eprintln!("{}", p.phase);
+                        }
+                    }
+                }
                 for l in &p.layers {
                     if seen.get(&l.digest) != Some(&l.status) {
                         seen.insert(l.digest.clone(), l.status.clone());
@@ -68,6 +104,9 @@ impl View {
 
     fn finish(&mut self) {
         if let View::Bars(b) = self {
+            if let Some(phase) = &b.phase {
+                phase.finish_and_clear();
+            }
             for bar in b.bars.values() {
                 bar.finish();
             }
@@ -75,16 +114,35 @@ impl View {
     }
 }
 
+/// Phases worth a line: not the empty one nor the final `done`.
+fn shown_phase(phase: &str) -> bool {
+    !phase.is_empty() && phase != "done"
+}
+
 struct Bars {
     multi: MultiProgress,
+    /// A spinner with the phase, above the layers (app jobs only).
+    phase: Option<ProgressBar>,
     bars: HashMap<String, ProgressBar>,
     style: ProgressStyle,
 }
 
 impl Bars {
-    fn new() -> Bars {
+    fn new(phases: bool) -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let phase = phases.then(|| {
+            let b = multi.add(ProgressBar::new_spinner());
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .expect("valid template")
+                    .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
         Bars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi,
+            phase,
             bars: HashMap::new(),
             style: ProgressStyle::with_template(
                 "{prefix} {msg:11} [{bar:30}] {bytes:>10}/{total_bytes:10} {bytes_per_sec}",
@@ -95,6 +153,11 @@ impl Bars {
     }
 
     fn update(&mut self, p: &JobProgress) {
+        if let Some(phase) = &self.phase {
+            if shown_phase(&p.phase) {
+                phase.set_message(p.phase.clone());
+            }
+        }
         for l in &p.layers {
             let bar = self.bars.entry(l.digest.clone()).or_insert_with(|| {
                 let b = self.multi.add(ProgressBar::new(l.total));

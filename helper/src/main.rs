@@ -93,6 +93,17 @@ async fn run(args: Args) -> Result<()> {
     let containers =
         berthd::containers::Containers::open(images.clone(), &args.run_root, &bin_dir).await?;
 
+    // Apps need the containers; opening them finishes or rolls back what a
+    // crash interrupted and brings back the apps that should run.
+    let apps = berthd::apps::AppManager::open(
+        images.clone(),
+        containers.clone(),
+        &args.run_root,
+        berthd::network::NetworkConfig::default(),
+    )
+    .await
+    .context("opening the installed apps")?;
+
     let bus = std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| "the system bus".into());
     let conn = zbus::Connection::system()
         .await
@@ -104,6 +115,7 @@ async fn run(args: Args) -> Result<()> {
         images,
         containers,
         metrics,
+        apps,
         credentials,
         args.run_root.clone(),
         bus.clone(),

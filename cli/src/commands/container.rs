@@ -1,4 +1,7 @@
-//! `start`, `stop`, `kill`, `rm`, `inspect`.
+//! `start`, `stop`, `restart`, `kill`, `rm`, `inspect`. `start`, `stop`
+//! and `restart` also take installed apps: a name that is an app's acts on
+//! the app (all its containers, in dependency order), any other on a
+//! container.
 
 use std::process::ExitCode;
 
@@ -6,16 +9,28 @@ use crate::Ctx;
 
 #[derive(clap::Args)]
 pub struct StartArgs {
-    #[arg(required = true)]
+    /// Containers or installed apps.
+    #[arg(required = true, value_name = "CONTAINER|APP")]
     containers: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct StopArgs {
-    /// Seconds to wait after SIGTERM before SIGKILL.
+    /// Seconds to wait after SIGTERM before SIGKILL (containers).
     #[arg(short, long, default_value_t = 10)]
     time: u32,
-    #[arg(required = true)]
+    /// Containers or installed apps.
+    #[arg(required = true, value_name = "CONTAINER|APP")]
+    containers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RestartArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL (containers).
+    #[arg(short, long, default_value_t = 10)]
+    time: u32,
+    /// Containers or installed apps.
+    #[arg(required = true, value_name = "CONTAINER|APP")]
     containers: Vec<String>,
 }
 
@@ -63,18 +78,52 @@ where
 
 pub async fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<ExitCode> {
     let h = ctx.helper().await?;
+    let apps = super::apps::installed(&h).await;
     each(&a.containers, |n| {
         let h = h.clone();
-        async move { h.start_container(&n, Vec::new(), ctx.flags).await }
+        let app = apps.contains_key(&n);
+        async move {
+            if app {
+                h.start_app(&n, ctx.flags).await
+            } else {
+                h.start_container(&n, Vec::new(), ctx.flags).await
+            }
+        }
     })
     .await
 }
 
 pub async fn stop(ctx: &Ctx, a: StopArgs) -> anyhow::Result<ExitCode> {
     let h = ctx.helper().await?;
+    let apps = super::apps::installed(&h).await;
     each(&a.containers, |n| {
         let h = h.clone();
-        async move { h.stop_container(&n, a.time, ctx.flags).await }
+        let app = apps.contains_key(&n);
+        async move {
+            if app {
+                h.stop_app(&n, ctx.flags).await
+            } else {
+                h.stop_container(&n, a.time, ctx.flags).await
+            }
+        }
+    })
+    .await
+}
+
+pub async fn restart(ctx: &Ctx, a: RestartArgs) -> anyhow::Result<ExitCode> {
+    let h = ctx.helper().await?;
+    let apps = super::apps::installed(&h).await;
+    each(&a.containers, |n| {
+        let h = h.clone();
+        let app = apps.contains_key(&n);
+        async move {
+            if app {
+                h.restart_app(&n, ctx.flags).await
+            } else {
+                h.stop_container(&n, a.time, ctx.flags).await?;
+                h.start_container(&n, Vec::new(), ctx.flags).await
+            }
+        }
     })
     .await
 }

@@ -116,6 +116,7 @@ impl Args {
             interactive: self.interactive,
             auto_remove: self.rm,
             userns: parse_userns(&self.userns)?,
+            netns: None,
         })
     }
 }

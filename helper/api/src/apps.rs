@@ -91,7 +91,8 @@ pub struct PublishedPort {
     pub container_port: u16,
     /// `tcp` or `udp`.
     pub protocol: String,
-    /// The port asked for, when it was taken and another was picked.
+    /// The port asked for (by the catalog or `--port`) when it was taken
+    /// and this one was picked instead; 0 when it got the port it asked for.
     pub requested: u16,
 }
 

@@ -137,9 +137,11 @@ pub(super) fn port_overrides(
         "" => None,
         s => match s.parse::<Ipv4Addr>() {
             Ok(ip) => Some(ip),
-            Err(_) => return Err(Error::InvalidArgument(format!(
+            Err(_) => {
+                return Err(Error::InvalidArgument(format!(
                 "--listen {s}: give an IPv4 address of this machine, such as 127.0.0.1 or 0.0.0.0"
-            ))),
+            )))
+            }
         },
     };
     Ok((out, listen))

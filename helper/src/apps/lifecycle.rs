@@ -82,11 +82,14 @@ impl AppManager {
         let mut addresses = Vec::new();
         for s in app.compose.start_order() {
             let name = container_name(id, &s.name);
-            self.inner.containers.find(&name).map_err(|_| {
-                Error::Failed(format!(
-                    "the container {name} of {id} is missing; `berth uninstall {id}` and install it again"
-                ))
-            })?;
+            if self.inner.containers.find(&name).is_err() {
+                // An update cut short between removing and creating it.
+                tracing::warn!(
+                    app = id,
+                    "its container {name} is missing; creating it again"
+                );
+                self.recreate(id, s).await?;
+            }
             let networks = self.inner.networks.clone();
             let (net, n) = (id.to_string(), name.clone());
             let ep = super::install::blocking(move || networks.attach(&net, &n)).await??;
@@ -237,25 +240,33 @@ impl AppManager {
             })
             .await??;
             self.inner.containers.remove(&c.id, true).await?;
-            let netns = self.inner.networks.netns_path(&name);
-            let opts = super::install::run_options(id, s, &netns, |v| self.volume_dir(v));
-            let created = self.inner.containers.create(&reference, &opts)?;
-            if let Some(e) = self
-                .entries(id)?
-                .into_iter()
-                .find(|e| matches!(&e.resource, Resource::Container { name: n, .. } if *n == name))
-            {
-                let r = Resource::Container {
-                    name: name.clone(),
-                    id: created.id.clone(),
-                    service: s.name.clone(),
-                };
-                self.db()
-                    .ledger_made(id, e.seq, Some(&crate::ledger::detail(&r)))
-                    .map_err(state_err)?;
-            }
+            self.recreate(id, s).await?;
         }
         Ok(notes)
+    }
+
+    /// Create a service's container again under its name (the ledger
+    /// entry, found by that name, gets the new id).
+    async fn recreate(&self, id: &str, s: &super::compose::Service) -> Result<()> {
+        let name = container_name(id, &s.name);
+        let netns = self.inner.networks.netns_path(&name);
+        let opts = super::install::run_options(id, s, &netns, |v| self.volume_dir(v));
+        let created = self.inner.containers.create(&s.image.to_string(), &opts)?;
+        let entry = self
+            .entries(id)?
+            .into_iter()
+            .find(|e| matches!(&e.resource, Resource::Container { name: n, .. } if *n == name));
+        if let Some(e) = entry {
+            let r = Resource::Container {
+                name: name.clone(),
+                id: created.id.clone(),
+                service: s.name.clone(),
+            };
+            self.db()
+                .ledger_made(id, e.seq, Some(&crate::ledger::detail(&r)))
+                .map_err(state_err)?;
+        }
+        Ok(())
     }
 
     /// Settle apps a crash left half-way; then start the ones that should
@@ -440,6 +451,11 @@ impl AppManager {
             })
             .unwrap_or_default();
         let published = self.inner.networks.published(&a.id).unwrap_or_default();
+        let overrides = serde_json::from_str::<berth_api::InstallOptions>(&a.options)
+            .ok()
+            .and_then(|o| super::install::port_overrides(&app, &o).ok())
+            .map(|(o, _)| o)
+            .unwrap_or_default();
         let mut running = 0;
         for s in app.compose.start_order() {
             let name = container_name(&a.id, &s.name);
@@ -456,12 +472,23 @@ impl AppManager {
                         host_port: m.host_port,
                         container_port: m.container_port,
                         protocol: m.protocol.to_string(),
-                        requested: s
-                            .ports
-                            .iter()
-                            .find(|p| p.target == m.container_port)
-                            .and_then(|p| p.published)
-                            .unwrap_or(0),
+                        requested: {
+                            let asked = overrides
+                                .get(&(s.name.clone(), m.container_port))
+                                .copied()
+                                .or_else(|| {
+                                    s.ports
+                                        .iter()
+                                        .find(|p| p.target == m.container_port)
+                                        .and_then(|p| p.published)
+                                })
+                                .unwrap_or(0);
+                            if asked != m.host_port {
+                                asked
+                            } else {
+                                0
+                            }
+                        },
                     });
                 }
             }

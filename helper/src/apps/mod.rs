@@ -147,6 +147,7 @@ mod remove;
 pub mod yaml;
 
 pub use crash::crash_point;
+pub use install::AppProgress;
 pub use manager::AppManager;
 
 use std::fmt;

@@ -26,6 +26,9 @@ pub enum Action {
     ImageExport,
     RegistryLogin,
     ContainerManage,
+    /// Catalogs and apps: add or remove a catalog, install, start, stop,
+    /// update and uninstall apps, audit and repair (`berth doctor`).
+    AppManage,
 }
 
 impl Action {
@@ -36,6 +39,7 @@ impl Action {
             Action::ImageExport => "org.berth.image-export",
             Action::RegistryLogin => "org.berth.registry-login",
             Action::ContainerManage => "org.berth.container-manage",
+            Action::AppManage => "org.berth.app-manage",
         }
     }
 }
@@ -150,6 +154,7 @@ fn describe(action: Action) -> &'static str {
         Action::ImageExport => "export images",
         Action::RegistryLogin => "change registry logins",
         Action::ContainerManage => "manage containers",
+        Action::AppManage => "manage apps",
     }
 }
 

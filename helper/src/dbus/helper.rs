@@ -18,6 +18,7 @@ pub struct Helper {
     pub(super) images: ImageStore,
     pub(super) containers: crate::containers::Containers,
     pub(super) metrics: crate::metrics::Metrics,
+    pub(super) apps: crate::apps::AppManager,
     pub(super) credentials: Arc<FileCredentials>,
     pub(super) jobs: Jobs,
     pub(super) auth: auth::Authorizer,
@@ -435,6 +436,169 @@ impl Helper {
             .authorize(conn, &header, Action::ContainerManage, flags)
             .await?;
         super::containers::logs(&self.containers, &id, tail, follow)
+    }
+
+    /// The catalogs berthd knows, as a JSON array of `CatalogInfo`.
+    async fn list_catalogs(&self) -> Result<String, Error> {
+        super::apps::list_catalogs(&self.apps).await
+    }
+
+    /// Add the catalog at `path` (absolute) as `name` (empty: its
+    /// directory's name) with `vars` (`NAME=value`); its `CatalogInfo`.
+    async fn add_catalog(
+        &self,
+        path: String,
+        name: String,
+        vars: Vec<String>,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, Error> {
+        self.auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::add_catalog(&self.apps, path, name, vars).await
+    }
+
+    /// Forget a catalog; apps installed from it stay installed.
+    async fn remove_catalog(
+        &self,
+        name: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::remove_catalog(&self.apps, name).await
+    }
+
+    /// Every app of every catalog, a JSON array of `CatalogApp`.
+    async fn list_catalog_apps(&self) -> Result<String, Error> {
+        super::apps::list_catalog_apps(&self.apps).await
+    }
+
+    /// An app's icon: (media type, bytes).
+    async fn app_icon(&self, app: String) -> Result<(String, Vec<u8>), Error> {
+        super::apps::app_icon(&self.apps, app).await
+    }
+
+    /// Install an app (a job whose result is an `InstallResult`);
+    /// `options` is `InstallOptions` as JSON.
+    async fn install_app(
+        &self,
+        app: String,
+        options: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        let who = self
+            .auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::install(self, conn, who.uid, app, options).await
+    }
+
+    /// Remove an app and audit (a job whose result is an `AuditReport`);
+    /// `options` is `UninstallOptions` as JSON.
+    async fn uninstall_app(
+        &self,
+        app: String,
+        options: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        let who = self
+            .auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::uninstall(self, conn, who.uid, app, options).await
+    }
+
+    /// Installed apps, a JSON array of `AppInfo`.
+    async fn list_apps(&self) -> Result<String, Error> {
+        super::apps::list(self).await
+    }
+
+    /// One installed app as `AppInfo` JSON.
+    async fn inspect_app(&self, app: String) -> Result<String, Error> {
+        super::apps::inspect(self, &app).await
+    }
+
+    /// Start an installed app's containers in dependency order.
+    async fn start_app(
+        &self,
+        app: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::start(&self.apps, &app).await
+    }
+
+    /// Stop an app's containers; it stays stopped across restarts.
+    async fn stop_app(
+        &self,
+        app: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::stop(&self.apps, &app).await
+    }
+
+    /// Stop, then start.
+    async fn restart_app(
+        &self,
+        app: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::restart(&self.apps, &app).await
+    }
+
+    /// Pull newer images and recreate the containers whose image changed
+    /// (a job whose result is an `InstallResult`).
+    async fn update_app(
+        &self,
+        app: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        let who = self
+            .auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::update(self, conn, who.uid, app).await
+    }
+
+    /// Audit everything berthd made against its records; with `repair`,
+    /// remove what no record explains. An `AuditReport` as JSON.
+    async fn doctor(
+        &self,
+        repair: bool,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, Error> {
+        self.auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::doctor(&self.apps, repair).await
     }
 
     #[zbus(property)]

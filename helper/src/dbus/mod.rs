@@ -6,6 +6,7 @@
 //! without queueing: a second berthd on the same bus fails to start with a
 //! clear message instead of waiting in line.
 
+mod apps;
 mod auth;
 mod containers;
 mod errors;
@@ -37,6 +38,7 @@ pub async fn serve(
     images: ImageStore,
     containers: crate::containers::Containers,
     metrics: crate::metrics::Metrics,
+    apps: crate::apps::AppManager,
     credentials: Arc<FileCredentials>,
     run_root: PathBuf,
     bus: String,
@@ -47,6 +49,7 @@ pub async fn serve(
         images,
         containers,
         metrics,
+        apps,
         credentials,
         jobs: jobs.clone(),
         auth,
