@@ -24,4 +24,4 @@ bench_bus() {
 }
 
 now() { date +%s%N; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {v = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf (v == int(v)) ? "%d\n" : "%.3f\n", v}'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {v = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf (v == int(v)) ? "%.0f\n" : "%.3f\n", v}'; }

@@ -41,3 +41,6 @@ BERTH_RUN_PACKAGES=(ca-certificates curl dbus pkg-config gcc make util-linux
 # iproute2: the network tests build an "outside" host and inspect links with ip.
 BERTH_TEST_PACKAGES=("${BERTH_RUN_PACKAGES[@]}" openssl apache2-utils skopeo umoci procps bc runc crun
                      iproute2)
+# What bench/apps.sh compares Berth's app install with: Debian's Docker
+# (dockerd, containerd, runc, docker-proxy) and Compose (v1, the one Debian 12 has).
+BERTH_COMPOSE_BENCH_PACKAGES=(docker.io docker-compose)

@@ -50,29 +50,37 @@ else
 fi
 "$bin/berth" version
 
-# Can Docker Hub be reached? If not, serve demo images from a local registry.
+# Catalogs: Berth's default apps on their public images when Docker Hub can
+# be reached; otherwise demo apps on images built from Debian packages and
+# served by a local registry. Registered again on every run (the demo
+# registry's port can change).
+berth() { "$bin/berth" "$@"; }
 if curl -s -o /dev/null -m 5 https://registry-1.docker.io/v2/; then
     demo="busybox"
+    berth catalog remove default >/dev/null 2>&1 || true
+    berth catalog add "$PWD/catalog/default" --name default >/dev/null
+    app=nginx
 else
     echo "==> Docker Hub is not reachable: starting a local registry with demo images"
     registry=$("$bin/berth-seed" --start-registry "$root-demo-registry")
     "$bin/berth-seed" --registry "$registry" >/dev/null
     demo="$registry/demo/busybox"
+    berth catalog remove demo >/dev/null 2>&1 || true
+    berth catalog add "$PWD/catalog/demo" --name demo --set "BERTH_DEMO_REGISTRY=$registry" >/dev/null
+    app=hello-api
 fi
-
+berth catalog list
 cat <<MSG
-
 Berth is running. No display here, so use the command line:
-
     export DBUS_SYSTEM_BUS_ADDRESS=$bus_address
     export PATH=$bin:\$PATH
-    berth pull $demo
+    berth catalog apps                  # what can be installed
+    berth install $app                 # pull, start, wait until it answers
+    berth apps; berth open $app        # state, URL, CPU and memory
+    berth logs $app; berth stop $app; berth start $app
+    berth uninstall $app --delete-data # and check that nothing is left
+    berth doctor                        # the same check for everything
     berth run --rm $demo echo hello from a container
-    berth run -d --name demo --memory 64m $demo sleep 600
-    berth ps; berth stats --no-stream; berth rm -f demo
-    berth images
-    berth image export $demo /tmp/rootfs
-    berth info
-
+    berth ps; berth stats --no-stream; berth images; berth info
 Stop it with: kill \$(cat $run/berthd.pid)
 MSG
