@@ -168,37 +168,7 @@ impl Berthd {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log_path = self.log_path();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)?;
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--root")
-            .arg(self.root())
-            .arg("--run-root")
-            .arg(self.run_root())
-            .arg("--config")
-            .arg(self.config_path())
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        let child = ChildGuard::spawn_in_own_group("berthd", cmd)?;
-        self.groups.push(child.pid());
-        let pid = child.pid();
-        self.child = Some(child);
-        self.wait_owned(pid).with_context(|| {
-            format!(
-                "berthd (pid {pid}) did not own {BUS_NAME} on the private bus; its log:\n{}",
-                self.log()
-            )
-        })
+        self.spawn_with_env(&[])
     }
 
     fn wait_owned(&self, pid: u32) -> Result<()> {
@@ -220,6 +190,61 @@ impl Berthd {
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
         self.spawn()
+    }
+
+    /// As [`Berthd::restart`], with `env` added to berthd's environment for
+    /// this start only (the next `restart()` starts it without): fault
+    /// injection such as `BERTH_CRASH_AT=install-pulled-image`. Also starts
+    /// it if it was dead.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
+        self.stop()?;
+        self.spawn_with_env(env)
+    }
+
+    /// [`Berthd::spawn`] with extra environment variables.
+    fn spawn_with_env(&mut self, env: &[(&str, &str)]) -> Result<()> {
+        let log_path = self.log_path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root")
+            .arg(self.root())
+            .arg("--run-root")
+            .arg(self.run_root())
+            .arg("--config")
+            .arg(self.config_path())
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env("RUST_BACKTRACE", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if std::env::var_os("RUST_LOG").is_none() && !env.iter().any(|(k, _)| *k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
+        let child = ChildGuard::spawn_in_own_group("berthd", cmd)?;
+        self.groups.push(child.pid());
+        let pid = child.pid();
+        self.child = Some(child);
+        let shown: String = env.iter().map(|(k, v)| format!(", with {k}={v}")).collect();
+        self.wait_owned(pid).with_context(|| {
+            format!(
+                "berthd (pid {pid}{shown}) did not own {BUS_NAME} on the private bus; its log:\n{}",
+                self.log()
+            )
+        })
+    }
+
+    /// Waits up to `timeout` for berthd to exit on its own (as it does when
+    /// it reaches a `BERTH_CRASH_AT` point); true if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<bool> {
+        match &self.child {
+            Some(child) => Ok(child.wait_timeout(timeout)?.is_some()),
+            None => Ok(true),
+        }
     }
 
     /// SIGKILL to berthd alone (what it started keeps running).

@@ -34,6 +34,7 @@ pub mod image;
 pub mod proc;
 pub mod registry;
 pub mod shared;
+pub mod snapshot;
 
 pub use berthd::{Berthd, BerthdConfig, Cli, CliOutput};
 pub use bus::PrivateBus;
