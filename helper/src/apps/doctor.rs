@@ -103,7 +103,12 @@ impl AppManager {
         }
         let app_ids: BTreeSet<String> = apps.iter().map(|a| a.id.clone()).collect();
         for name in entries(&root.join("apps")) {
-            if !app_ids.contains(&name) {
+            // `.<id>.tmp` is an install's copy on its way into place.
+            let id = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .unwrap_or(&name);
+            if !app_ids.contains(id) {
                 stray.push(root.join("apps").join(&name));
             }
         }
