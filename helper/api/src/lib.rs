@@ -215,7 +215,8 @@ pub trait Job1 {
     /// Stop the job; whatever it wrote half-way is removed.
     fn cancel(&self) -> Result<()>;
 
-    /// What the job does: `pull`, `export`.
+    /// What the job does: `pull`, `export`, `create`, `install`,
+    /// `uninstall`, `update`.
     #[zbus(property)]
     fn kind(&self) -> zbus::Result<String>;
 

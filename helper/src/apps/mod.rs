@@ -1,9 +1,20 @@
-//! Apps: what an installable app is, how catalogs of them are laid out, and
-//! which catalogs berthd knows.
+//! Apps: what an installable app is, how catalogs of them are laid out,
+//! which catalogs berthd knows, and installing, running and removing apps.
 //!
-//! This module is pure logic over files: it reads and checks; it pulls,
-//! creates and starts nothing. The installer (and the D-Bus and CLI verbs
-//! `berth catalog list|add|remove`) build on the types here.
+//! The first half is pure logic over files ([`catalog`], [`compose`],
+//! [`interpolate`], [`registered`], [`yaml`]): it reads and checks. The
+//! second half is [`AppManager`], which acts on them:
+//!
+//! * `install` — one job from a catalog entry to an app that answers, every
+//!   resource written to the [`crate::ledger`] before it is made;
+//! * `remove` — uninstall and the roll-back of a failed, cancelled or
+//!   crashed install (the ledger walked backwards), and the audit that
+//!   looks on the machine for anything of the app that is left;
+//! * `lifecycle` — start, stop, restart, update, the restart policies, and
+//!   bringing apps back after berthd or the machine restarts;
+//! * `health` — start order, healthchecks, waiting for the app to answer;
+//! * `doctor` — the audit of everything against the records, and repair;
+//! * `crash` — the `BERTH_CRASH_AT` fault-injection points the tests use.
 //!
 //! # An app
 //!

@@ -18,7 +18,7 @@ use zbus::zvariant::OwnedObjectPath;
 use super::containers::container_error;
 use super::errors::to_api;
 use super::helper::Helper;
-use crate::apps::{self, AppManager};
+use crate::apps::{self, AppManager, AppProgress};
 use crate::network;
 
 /// Library errors into bus errors.
@@ -69,36 +69,9 @@ fn app_progress(phase: &str, detail: &str, layers: &[crate::images::LayerProgres
     }
 }
 
-fn same(p: &JobProgress) -> JobProgress {
-    p.clone()
-}
-
-/// Run `$work`, an engine call that reports on the `watch::Sender` bound
-/// to `$ptx`, and forward each report, as a [`JobProgress`], to `$tx`.
-/// A macro because the engine's progress type is only inferred here (the
-/// apps module does not export its name): the forwarding reads its fields
-/// once the call has fixed the type.
-macro_rules! forwarding_progress {
-    ($tx:expr, |$ptx:ident| $work:expr) => {{
-        let ($ptx, mut rx) = tokio::sync::watch::channel(Default::default());
-        let work = $work;
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                r = &mut work => {
-                    let p = rx.borrow();
-                    $tx.send_replace(app_progress(p.phase, &p.detail, &p.layers));
-                    break r;
-                }
-                changed = rx.changed() => {
-                    if changed.is_ok() {
-                        let p = rx.borrow_and_update();
-                        $tx.send_replace(app_progress(p.phase, &p.detail, &p.layers));
-                    }
-                }
-            }
-        }
-    }};
+/// The engine's progress as the job reports it.
+fn job_progress(p: &AppProgress) -> JobProgress {
+    app_progress(p.phase, &p.detail, &p.layers)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -179,12 +152,20 @@ pub async fn install(
     let apps = h.apps.clone();
     let metrics = h.metrics.clone();
     h.jobs
-        .start(conn, "install", uid, same, move |tx, cancel| async move {
-            let r = forwarding_progress!(tx, |ptx| apps.install(&app, &opts, &ptx, &cancel));
-            let mut r: InstallResult = r.map_err(app_error)?;
-            fill_usage(&metrics, std::slice::from_mut(&mut r.app));
-            Ok(json(&r))
-        })
+        .start(
+            conn,
+            "install",
+            uid,
+            job_progress,
+            move |tx, cancel| async move {
+                let mut r: InstallResult = apps
+                    .install(&app, &opts, &tx, &cancel)
+                    .await
+                    .map_err(app_error)?;
+                fill_usage(&metrics, std::slice::from_mut(&mut r.app));
+                Ok(json(&r))
+            },
+        )
         .await
 }
 
@@ -203,9 +184,9 @@ pub async fn uninstall(
             conn,
             "uninstall",
             uid,
-            same,
+            job_progress,
             move |tx, _cancel| async move {
-                let r = forwarding_progress!(tx, |ptx| apps.uninstall(&app, &opts, &ptx));
+                let r = apps.uninstall(&app, &opts, &tx).await;
                 Ok(json(&r.map_err(app_error)?))
             },
         )
@@ -223,12 +204,18 @@ pub async fn update(
     let apps = h.apps.clone();
     let metrics = h.metrics.clone();
     h.jobs
-        .start(conn, "update", uid, same, move |tx, cancel| async move {
-            let r = forwarding_progress!(tx, |ptx| apps.update(&app, &ptx, &cancel));
-            let mut r: InstallResult = r.map_err(app_error)?;
-            fill_usage(&metrics, std::slice::from_mut(&mut r.app));
-            Ok(json(&r))
-        })
+        .start(
+            conn,
+            "update",
+            uid,
+            job_progress,
+            move |tx, cancel| async move {
+                let mut r: InstallResult =
+                    apps.update(&app, &tx, &cancel).await.map_err(app_error)?;
+                fill_usage(&metrics, std::slice::from_mut(&mut r.app));
+                Ok(json(&r))
+            },
+        )
         .await
 }
 
