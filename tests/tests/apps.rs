@@ -813,6 +813,21 @@ fn kept_data_is_found_again_and_deleted_data_is_gone() {
     env.uninstall("hello");
     assert!(!volume.exists(), "{} is still there", volume.display());
     env.assert_nothing_new(&before, &Scope::default(), "uninstall --delete-data");
+
+    // Data kept by an uninstall can be deleted later without installing.
+    env.install("hello", &[]);
+    let out = env.run(&["uninstall", "hello", "--keep-data"]);
+    assert!(out.success(), "{out:?}");
+    assert!(volume.exists());
+    let out = env.run(&["uninstall", "hello", "--delete-data"]);
+    assert!(out.success(), "{out:?}\n{}", env.log_tail());
+    assert!(!volume.exists(), "{} is still there", volume.display());
+    env.assert_nothing_new(&before, &Scope::default(), "deleting kept data later");
+    let out = env.run(&["uninstall", "hello", "--delete-data"]);
+    assert!(
+        !out.success() && out.stderr.contains("not installed"),
+        "{out:?}"
+    );
     env.assert_doctor_clean("uninstall --delete-data");
 }
 

@@ -88,11 +88,10 @@ impl AppManager {
         progress: &watch::Sender<AppProgress>,
     ) -> Result<AuditReport> {
         let _busy = self.busy(id, "uninstalling")?;
-        let a = self.db().app(id).map_err(state_err)?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "app `{id}` is not installed; `berth apps` lists the installed ones"
-            ))
-        })?;
+        let Some(a) = self.db().app(id).map_err(state_err)? else {
+            // Not installed, but its data may have been kept.
+            return self.delete_kept_data(id, opts).await;
+        };
         // A removal already under way (berthd crashed in it) finishes the
         // way it was asked for first.
         let opts: UninstallOptions = if a.state == "removing" && !a.removal.is_empty() {
@@ -110,6 +109,38 @@ impl AppManager {
         });
         self.finish_removal(id, Keep::uninstall(&opts), progress)
             .await
+    }
+
+    /// `uninstall --delete-data` of an app that is not installed: delete
+    /// the volumes an earlier uninstall kept.
+    async fn delete_kept_data(&self, id: &str, opts: &UninstallOptions) -> Result<AuditReport> {
+        let not_installed = || {
+            Error::NotFound(format!(
+                "app `{id}` is not installed; `berth apps` lists the installed ones"
+            ))
+        };
+        let kept: Vec<String> = self
+            .db()
+            .volumes()
+            .map_err(state_err)?
+            .into_iter()
+            .filter(|(_, app)| app == id)
+            .map(|(name, _)| name)
+            .collect();
+        if kept.is_empty() || opts.keep_data {
+            return Err(not_installed());
+        }
+        let mut t = Traces {
+            app: id.to_string(),
+            ..Traces::default()
+        };
+        for name in kept {
+            let path = self.volume_dir(&name);
+            remove_dir(&path)?;
+            self.db().remove_volume(&name).map_err(state_err)?;
+            t.volumes.push((name, path));
+        }
+        Ok(self.audit(&t).await)
     }
 
     /// Walk the ledger of an app being removed, delete its row, audit.
