@@ -148,6 +148,7 @@ impl AppManager {
             .flat_map(|n| n.endpoints.into_iter().map(|e| e.netns))
             .collect();
         let mut stray_mounts = Vec::new();
+        let mut settling = Vec::new();
         for point in mount_points() {
             let p = PathBuf::from(&point);
             if !(p.starts_with(&root) || p.starts_with(&run)) {
@@ -158,10 +159,26 @@ impl AppManager {
                 .any(|id| p == run.join("containers").join(id).join("bundle/rootfs"))
                 || expected_netns.contains(&p)
                 || p == netns_dir;
-            if !ok {
-                stray_mounts.push(p);
+            if ok {
+                continue;
+            }
+            // The root of a container that is not running: a start mounts
+            // it before it records the container as running, so it may be
+            // one under way. Its next start or `rm` unmounts it; the doctor
+            // only reports it.
+            let starting = known
+                .iter()
+                .find(|id| p == run.join("containers").join(id).join("bundle/rootfs"));
+            match starting {
+                Some(id) => settling.push(format!(
+                    "mount {} of container {} that is not running (its next start or `berth rm` removes it)",
+                    p.display(),
+                    &id[..12]
+                )),
+                None => stray_mounts.push(p),
             }
         }
+        r.remaining.extend(settling);
 
         // Network objects of this berthd that no app explains.
         r.checked

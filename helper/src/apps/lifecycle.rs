@@ -16,7 +16,11 @@
 //! While berthd runs, a container of a running app that exits is started
 //! again when its service's `restart` asks for it (`always`,
 //! `unless-stopped`, `on-failure[:N]` after a non-zero exit), after a
-//! delay that doubles from 1 s up to 1 min, as Docker does.
+//! delay that doubles from 1 s up to 1 min and starts over after a run of
+//! 10 s or more, as Docker does.
+//!
+//! While berthd brings an app back at its start, `start`, `stop`,
+//! `update` and `uninstall` of that app wait for it instead of refusing.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -58,7 +62,12 @@ impl AppManager {
     /// Start the app: network, addresses, ports, then its services in
     /// dependency order; returns once it answers.
     pub async fn start(&self, id: &str) -> Result<AppInfo> {
-        let _busy = self.busy(id, "starting")?;
+        let _busy = self.busy_wait(id, "starting").await?;
+        self.start_busy(id).await
+    }
+
+    /// `start`, with the app already marked busy.
+    async fn start_busy(&self, id: &str) -> Result<AppInfo> {
         self.installed_record(id)?;
         self.db()
             .set_app_desired(id, "running")
@@ -147,7 +156,7 @@ impl AppManager {
     /// Stop the app's containers, last started first; it stays stopped
     /// until started again (also across restarts).
     pub async fn stop(&self, id: &str) -> Result<AppInfo> {
-        let _busy = self.busy(id, "stopping")?;
+        let _busy = self.busy_wait(id, "stopping").await?;
         self.installed_record(id)?;
         self.db()
             .set_app_desired(id, "stopped")
@@ -179,7 +188,7 @@ impl AppManager {
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<InstallResult> {
-        let _busy = self.busy(id, "updating")?;
+        let _busy = self.busy_wait(id, "updating").await?;
         self.installed_record(id)?;
         let app = self.installed_app(id)?;
         self.db().set_app_state(id, "updating").map_err(state_err)?;
@@ -329,7 +338,11 @@ impl AppManager {
         tokio::spawn(async move {
             for a in this.db().apps().unwrap_or_default() {
                 if a.state == "installed" && a.desired == "running" {
-                    if let Err(e) = this.start(&a.id).await {
+                    let started = match this.busy(&a.id, super::manager::COMING_BACK) {
+                        Ok(_busy) => this.start_busy(&a.id).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = started {
                         tracing::error!(app = a.id, "starting it again: {e}");
                     }
                 }
@@ -379,6 +392,12 @@ impl AppManager {
             let (delay, count) = delays
                 .entry(ev.name.clone())
                 .or_insert((Duration::from_millis(500), 0));
+            // A run of 10 s or more was a success: the back-off starts over.
+            if let Ok(c) = self.inner.containers.find(&ev.name) {
+                if c.finished - c.started >= 10 {
+                    *delay = Duration::from_millis(500);
+                }
+            }
             let again = match s.restart {
                 Restart::No => false,
                 Restart::Always | Restart::UnlessStopped => true,

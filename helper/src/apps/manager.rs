@@ -54,6 +54,9 @@ pub(super) struct Inner {
     pub(super) images_lock: tokio::sync::Mutex<()>,
 }
 
+/// What an app is busy with while berthd brings it back at its start.
+pub(super) const COMING_BACK: &str = "coming back after berthd started";
+
 /// Marks an app busy until dropped.
 pub(super) struct Busy {
     inner: Arc<Inner>,
@@ -116,6 +119,23 @@ impl AppManager {
             inner: self.inner.clone(),
             app: app.to_string(),
         })
+    }
+
+    /// As [`AppManager::busy`], but if berthd is still bringing the app
+    /// back after its own start, wait for that (it ends by itself) rather
+    /// than refuse.
+    pub(super) async fn busy_wait(&self, app: &str, what: &'static str) -> Result<Busy> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let coming_back = {
+                let busy = self.inner.busy.lock().unwrap_or_else(|p| p.into_inner());
+                busy.get(app) == Some(&COMING_BACK)
+            };
+            if !coming_back || std::time::Instant::now() >= deadline {
+                return self.busy(app, what);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     pub fn networks(&self) -> &Networks {

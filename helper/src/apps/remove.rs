@@ -87,7 +87,7 @@ impl AppManager {
         opts: &UninstallOptions,
         progress: &watch::Sender<AppProgress>,
     ) -> Result<AuditReport> {
-        let _busy = self.busy(id, "uninstalling")?;
+        let _busy = self.busy_wait(id, "uninstalling").await?;
         let Some(a) = self.db().app(id).map_err(state_err)? else {
             // Not installed, but its data may have been kept.
             return self.delete_kept_data(id, opts).await;
