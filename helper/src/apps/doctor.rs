@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::install::{blocking, AppProgress};
 use super::manager::{state_err, AppManager};
-use super::remove::{processes_of, Keep};
+use super::remove::processes_of;
 use super::Result;
 use crate::ledger::Resource;
 
@@ -44,14 +44,7 @@ impl AppManager {
             let left = if a.state == "installing" {
                 self.roll_back(&a.id).await?
             } else {
-                let opts: berth_api::UninstallOptions =
-                    serde_json::from_str(&a.removal).unwrap_or_default();
-                let keep = Keep {
-                    created_volumes: opts.keep_data,
-                    kept_volumes: opts.keep_data,
-                    images: opts.keep_images,
-                };
-                self.finish_removal(&a.id, keep, &tx).await?.remaining
+                self.resume_removal(&a, &tx).await?.remaining
             };
             if left.is_empty() {
                 r.repaired.push(what);

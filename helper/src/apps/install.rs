@@ -285,14 +285,7 @@ impl AppManager {
                 self.db()
                     .set_app_state(id, "installed")
                     .map_err(state_err)?;
-                progress.send_modify(|p| {
-                    p.phase = "done";
-                    p.detail.clear();
-                });
-                Ok(InstallResult {
-                    app: self.inspect(id)?,
-                    notes,
-                })
+                self.finished(id, progress, notes)
             }
             Err(e) => {
                 let e = if cancel.is_cancelled() {
@@ -330,16 +323,17 @@ impl AppManager {
         };
         // The app's own copy of its files.
         let dir = self.app_dir(id);
-        self.ledger_add(
-            id,
-            &Resource::AppDir {
-                path: dir.display().to_string(),
-            },
-        )
-        .await?;
+        let seq = self
+            .ledger_add(
+                id,
+                &Resource::AppDir {
+                    path: dir.display().to_string(),
+                },
+            )
+            .await?;
         copy_app_files(app, vars, &dir)?;
         let app = self.installed_app(id)?;
-        self.mark_last_made(id, None)?;
+        self.mark_made(id, seq, None)?;
 
         // Images.
         for reference in app.compose.images() {
@@ -361,15 +355,16 @@ impl AppManager {
                 .iter()
                 .any(|(n, _)| *n == name)
                 && path.join("_data").is_dir();
-            self.ledger_add(
-                id,
-                &Resource::Volume {
-                    name: name.clone(),
-                    path: path.display().to_string(),
-                    created: !kept,
-                },
-            )
-            .await?;
+            let seq = self
+                .ledger_add(
+                    id,
+                    &Resource::Volume {
+                        name: name.clone(),
+                        path: path.display().to_string(),
+                        created: !kept,
+                    },
+                )
+                .await?;
             if kept {
                 notes.push(format!(
                     "found the data kept from an earlier install in volume {name}"
@@ -384,7 +379,7 @@ impl AppManager {
                     source,
                 })?;
             }
-            self.mark_last_made(id, None)?;
+            self.mark_made(id, seq, None)?;
             crash_point("install-volume");
         }
 
@@ -393,12 +388,13 @@ impl AppManager {
             p.phase = "creating";
             p.detail = format!("network {id}");
         });
-        self.ledger_add(id, &Resource::Network { name: id.into() })
+        let seq = self
+            .ledger_add(id, &Resource::Network { name: id.into() })
             .await?;
         let networks = self.inner.networks.clone();
         let net = id.to_string();
         blocking(move || networks.create(&net)).await??;
-        self.mark_last_made(id, None)?;
+        self.mark_made(id, seq, None)?;
         crash_point("install-network");
 
         // Containers, their addresses and ports.
@@ -438,15 +434,28 @@ impl AppManager {
             .map_err(state_err)
     }
 
-    /// Mark the app's last ledger entry made (with an updated resource).
-    pub(super) fn mark_last_made(&self, app: &str, updated: Option<&Resource>) -> Result<()> {
-        let rows = self.db().ledger(app).map_err(state_err)?;
-        let last = rows
-            .last()
-            .ok_or_else(|| Error::Failed(format!("the ledger of {app} is empty")))?;
+    /// Report the job done; what it ends with.
+    pub(super) fn finished(
+        &self,
+        id: &str,
+        progress: &watch::Sender<AppProgress>,
+        notes: Vec<String>,
+    ) -> Result<InstallResult> {
+        progress.send_modify(|p| {
+            p.phase = "done";
+            p.detail.clear();
+        });
+        Ok(InstallResult {
+            app: self.inspect(id)?,
+            notes,
+        })
+    }
+
+    /// Mark ledger entry `seq` made (with an updated resource).
+    pub(super) fn mark_made(&self, app: &str, seq: i64, updated: Option<&Resource>) -> Result<()> {
         let detail = updated.map(ledger::detail);
         self.db()
-            .ledger_made(app, last.seq, detail.as_deref())
+            .ledger_made(app, seq, detail.as_deref())
             .map_err(state_err)
     }
 
@@ -459,23 +468,24 @@ impl AppManager {
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<()> {
-        let present = {
+        let (present, seq) = {
             let _images = self.inner.images_lock.lock().await;
             let present = self.inner.images.find(reference).is_ok();
-            self.ledger_add(
-                app,
-                &Resource::Image {
-                    reference: reference.to_string(),
-                    pulled: !present,
-                },
-            )
-            .await?;
-            present
+            let seq = self
+                .ledger_add(
+                    app,
+                    &Resource::Image {
+                        reference: reference.to_string(),
+                        pulled: !present,
+                    },
+                )
+                .await?;
+            (present, seq)
         };
         if !present {
             self.pull_with_progress(reference, progress, cancel).await?;
         }
-        self.mark_last_made(app, None)
+        self.mark_made(app, seq, None)
     }
 
     /// Pull `reference`, reporting its layers with the ones pulled before.
@@ -516,20 +526,22 @@ impl AppManager {
     async fn create_service(&self, app: &App, s: &Service) -> Result<()> {
         let id = app.id.as_str();
         let name = container_name(id, &s.name);
-        self.ledger_add(
-            id,
-            &Resource::Container {
-                name: name.clone(),
-                id: String::new(),
-                service: s.name.clone(),
-            },
-        )
-        .await?;
+        let seq = self
+            .ledger_add(
+                id,
+                &Resource::Container {
+                    name: name.clone(),
+                    id: String::new(),
+                    service: s.name.clone(),
+                },
+            )
+            .await?;
         let netns = self.inner.networks.netns_path(&name);
         let opts = run_options(id, s, &netns, |v| self.volume_dir(v));
         let c = self.inner.containers.create(&s.image.to_string(), &opts)?;
-        self.mark_last_made(
+        self.mark_made(
             id,
+            seq,
             Some(&Resource::Container {
                 name,
                 id: c.id,
@@ -541,19 +553,20 @@ impl AppManager {
     /// Give the container its place on the app's network; its address.
     pub(super) async fn attach_service(&self, app: &str, name: &str) -> Result<Ipv4Addr> {
         let container_id = self.inner.containers.find(name)?.id;
-        self.ledger_add(
-            app,
-            &Resource::Endpoint {
-                network: app.into(),
-                container: name.into(),
-                container_id: container_id.clone(),
-            },
-        )
-        .await?;
+        let seq = self
+            .ledger_add(
+                app,
+                &Resource::Endpoint {
+                    network: app.into(),
+                    container: name.into(),
+                    container_id: container_id.clone(),
+                },
+            )
+            .await?;
         let networks = self.inner.networks.clone();
         let (net, n) = (app.to_string(), name.to_string());
         let ep = blocking(move || networks.attach(&net, &n)).await??;
-        self.mark_last_made(app, None)?;
+        self.mark_made(app, seq, None)?;
         Ok(ep.ip)
     }
 
@@ -572,16 +585,17 @@ impl AppManager {
         let name = container_name(app, &s.name);
         let requests = port_requests(s, overrides, listen)?;
         let container_id = self.inner.containers.find(&name)?.id;
-        self.ledger_add(
-            app,
-            &Resource::Ports {
-                network: app.into(),
-                container: name.clone(),
-                container_id: container_id.clone(),
-                published: Vec::new(),
-            },
-        )
-        .await?;
+        let seq = self
+            .ledger_add(
+                app,
+                &Resource::Ports {
+                    network: app.into(),
+                    container: name.clone(),
+                    container_id: container_id.clone(),
+                    published: Vec::new(),
+                },
+            )
+            .await?;
         let networks = self.inner.networks.clone();
         let (net, n) = (app.to_string(), name.clone());
         let published = blocking(move || networks.publish(&net, &n, &requests)).await??;
@@ -594,8 +608,9 @@ impl AppManager {
                 ));
             }
         }
-        self.mark_last_made(
+        self.mark_made(
             app,
+            seq,
             Some(&Resource::Ports {
                 network: app.into(),
                 container: name,

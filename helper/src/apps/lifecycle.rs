@@ -32,7 +32,6 @@ use tokio::sync::watch;
 use super::compose::Restart;
 use super::install::{container_name, volume_name, AppProgress};
 use super::manager::{state_err, AppManager};
-use super::remove::Keep;
 use super::{App, Error, Result};
 use crate::cancel::Cancel;
 use crate::ledger::Resource;
@@ -201,14 +200,7 @@ impl AppManager {
             .set_app_desired(id, "running")
             .map_err(state_err)?;
         self.bring_up(id, progress, cancel).await?;
-        progress.send_modify(|p| {
-            p.phase = "done";
-            p.detail.clear();
-        });
-        Ok(InstallResult {
-            app: self.inspect(id)?,
-            notes,
-        })
+        self.finished(id, progress, notes)
     }
 
     async fn update_steps(
@@ -307,14 +299,7 @@ impl AppManager {
                         app = a.id,
                         "berthd stopped during its uninstall; finishing it"
                     );
-                    let opts: berth_api::UninstallOptions =
-                        serde_json::from_str(&a.removal).unwrap_or_default();
-                    let keep = Keep {
-                        created_volumes: opts.keep_data,
-                        kept_volumes: opts.keep_data,
-                        images: opts.keep_images,
-                    };
-                    self.finish_removal(&a.id, keep, &tx).await.map(|r| {
+                    self.resume_removal(a, &tx).await.map(|r| {
                         if !r.clean {
                             tracing::error!(
                                 app = a.id,

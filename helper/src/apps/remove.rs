@@ -59,7 +59,7 @@ impl Keep {
         images: false,
     };
 
-    fn uninstall(o: &UninstallOptions) -> Keep {
+    pub(super) fn uninstall(o: &UninstallOptions) -> Keep {
         Keep {
             created_volumes: o.keep_data,
             kept_volumes: o.keep_data,
@@ -141,6 +141,18 @@ impl AppManager {
             t.volumes.push((name, path));
         }
         Ok(self.audit(&t).await)
+    }
+
+    /// Finish the removal of an app a crash left `removing`, as it was
+    /// asked for (the options recorded when it began).
+    pub(super) async fn resume_removal(
+        &self,
+        a: &crate::state::AppRecord,
+        progress: &watch::Sender<AppProgress>,
+    ) -> Result<AuditReport> {
+        let opts: UninstallOptions = serde_json::from_str(&a.removal).unwrap_or_default();
+        self.finish_removal(&a.id, Keep::uninstall(&opts), progress)
+            .await
     }
 
     /// Walk the ledger of an app being removed, delete its row, audit.

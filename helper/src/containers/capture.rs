@@ -50,16 +50,7 @@ impl Containers {
         args: &[String],
         timeout: Duration,
     ) -> Result<(i32, String)> {
-        let c = self.find(key)?;
-        if c.state != "running" {
-            return Err(Error::Conflict(format!(
-                "container {} is not running; start it first (berth start {})",
-                c.name, c.name
-            )));
-        }
-        if args.is_empty() {
-            return Err(Error::InvalidArgument("exec needs a command".into()));
-        }
+        let c = self.exec_target(key, args)?;
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| Error::Runtime(format!("making a pipe for the output: {e}")))?;
         let write2 = write

@@ -8,6 +8,25 @@ use std::process::Stdio;
 use super::{Containers, Error, Result};
 
 impl Containers {
+    /// The running container `key` names, for running `args` in it.
+    pub(super) fn exec_target(
+        &self,
+        key: &str,
+        args: &[String],
+    ) -> Result<crate::state::ContainerRecord> {
+        let c = self.find(key)?;
+        if c.state != "running" {
+            return Err(Error::Conflict(format!(
+                "container {} is not running; start it first (berth start {})",
+                c.name, c.name
+            )));
+        }
+        if args.is_empty() {
+            return Err(Error::InvalidArgument("exec needs a command".into()));
+        }
+        Ok(c)
+    }
+
     /// Run `args` in container `key` with `stdio` (stdin, stdout, stderr);
     /// with `tty` (rows, columns) the command gets a terminal of that size,
     /// relayed to stdin and stdout. Returns its exit code.
@@ -20,16 +39,7 @@ impl Containers {
         stdio: [OwnedFd; 3],
         tty: Option<(u16, u16)>,
     ) -> Result<i32> {
-        let c = self.find(key)?;
-        if c.state != "running" {
-            return Err(Error::Conflict(format!(
-                "container {} is not running; start it first (berth start {})",
-                c.name, c.name
-            )));
-        }
-        if args.is_empty() {
-            return Err(Error::InvalidArgument("exec needs a command".into()));
-        }
+        let c = self.exec_target(key, args)?;
         for e in env {
             super::options::check_env(e)?;
         }

@@ -10,9 +10,7 @@
 
 use std::path::PathBuf;
 
-use berth_api::{
-    AppInfo, Error, InstallOptions, InstallResult, JobProgress, LayerProgress, UninstallOptions,
-};
+use berth_api::{AppInfo, Error, InstallOptions, InstallResult, JobProgress, UninstallOptions};
 use zbus::zvariant::OwnedObjectPath;
 
 use super::containers::container_error;
@@ -57,15 +55,7 @@ fn app_progress(phase: &str, detail: &str, layers: &[crate::images::LayerProgres
             (_, "") => phase.to_string(),
             _ => format!("{phase} {detail}"),
         },
-        layers: layers
-            .iter()
-            .map(|l| LayerProgress {
-                digest: l.digest.to_string(),
-                status: l.status.to_string(),
-                done: l.done,
-                total: l.total,
-            })
-            .collect(),
+        layers: super::helper::api_layers(layers),
     }
 }
 

@@ -620,17 +620,21 @@ fn check_host(host: &str) -> Result<(), Error> {
 pub(super) fn pull_progress(p: &PullProgress) -> JobProgress {
     JobProgress {
         phase: p.phase.to_string(),
-        layers: p
-            .layers
-            .iter()
-            .map(|l| LayerProgress {
-                digest: l.digest.to_string(),
-                status: l.status.to_string(),
-                done: l.done,
-                total: l.total,
-            })
-            .collect(),
+        layers: api_layers(&p.layers),
     }
+}
+
+/// Layers' progress as the bus carries it.
+pub(super) fn api_layers(layers: &[crate::images::LayerProgress]) -> Vec<LayerProgress> {
+    layers
+        .iter()
+        .map(|l| LayerProgress {
+            digest: l.digest.to_string(),
+            status: l.status.to_string(),
+            done: l.done,
+            total: l.total,
+        })
+        .collect()
 }
 
 fn export_progress(_: &()) -> JobProgress {

@@ -43,6 +43,17 @@ fn app_row(r: &Row<'_>) -> rusqlite::Result<AppRecord> {
     })
 }
 
+fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerRow> {
+    Ok(LedgerRow {
+        app: r.get(0)?,
+        seq: r.get(1)?,
+        kind: r.get(2)?,
+        name: r.get(3)?,
+        detail: r.get(4)?,
+        made: r.get::<_, i64>(5)? != 0,
+    })
+}
+
 const APP_COLUMNS: &str = "id, catalog, state, desired, options, removal, installed";
 
 impl Db {
@@ -161,16 +172,7 @@ impl Db {
         let mut st = conn.prepare(
             "SELECT app, seq, kind, name, detail, made FROM ledger WHERE app = ?1 ORDER BY seq",
         )?;
-        let rows = st.query_map([app], |r| {
-            Ok(LedgerRow {
-                app: r.get(0)?,
-                seq: r.get(1)?,
-                kind: r.get(2)?,
-                name: r.get(3)?,
-                detail: r.get(4)?,
-                made: r.get::<_, i64>(5)? != 0,
-            })
-        })?;
+        let rows = st.query_map([app], ledger_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -179,16 +181,7 @@ impl Db {
         let conn = self.conn();
         let mut st = conn
             .prepare("SELECT app, seq, kind, name, detail, made FROM ledger ORDER BY app, seq")?;
-        let rows = st.query_map([], |r| {
-            Ok(LedgerRow {
-                app: r.get(0)?,
-                seq: r.get(1)?,
-                kind: r.get(2)?,
-                name: r.get(3)?,
-                detail: r.get(4)?,
-                made: r.get::<_, i64>(5)? != 0,
-            })
-        })?;
+        let rows = st.query_map([], ledger_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
