@@ -42,6 +42,9 @@ enum Command {
     /// Manage app catalogs and list what they offer.
     #[command(subcommand)]
     Catalog(catalog::Command),
+    /// List apps' named volumes, and delete the data uninstalls kept.
+    #[command(subcommand)]
+    Volume(volume::Command),
     /// Check everything Berth made against its records, and remove what no
     /// record explains.
     Doctor(apps::DoctorArgs),
@@ -143,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Open(a) => apps::open(&ctx, a).await,
         Command::Update(a) => apps::update(&ctx, a).await,
         Command::Catalog(c) => catalog::exec(&ctx, c).await,
+        Command::Volume(c) => volume::exec(&ctx, c).await,
         Command::Doctor(a) => apps::doctor(&ctx, a).await,
         Command::Run(a) => run::exec(&ctx, *a).await,
         Command::Ps(a) => ps::exec(&ctx, a).await,

@@ -16,3 +16,4 @@ pub mod pull;
 pub mod rmi;
 pub mod run;
 pub mod stats;
+pub mod volume;

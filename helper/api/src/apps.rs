@@ -1,11 +1,12 @@
-//! Apps on the bus: catalogs, what they offer, installed apps, and what an
-//! uninstall or `berth doctor` found. These cross the bus as JSON strings
+//! Apps on the bus: catalogs, what they offer, installed apps, their named
+//! volumes, and what an uninstall or `berth doctor` found. These cross the bus as JSON strings
 //! (as containers do), so the desktop app can hand them to its page as is.
 
 use serde::{Deserialize, Serialize};
 
 /// One catalog berthd knows (`berth catalog list`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct CatalogInfo {
     /// What `berth catalog remove` takes.
@@ -24,6 +25,7 @@ pub struct CatalogInfo {
 
 /// One app a catalog offers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct CatalogApp {
     /// The catalog it comes from.
@@ -48,6 +50,7 @@ pub struct CatalogApp {
 /// `--port SERVICE:HOSTPORT[:CONTAINERPORT]`: publish a service's port on a
 /// host port other than the catalog's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct PortOverride {
     pub service: String,
@@ -59,6 +62,7 @@ pub struct PortOverride {
 
 /// Options of `InstallApp`, as JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct InstallOptions {
     /// The catalog to take the app from; empty = the first that has it.
@@ -72,6 +76,7 @@ pub struct InstallOptions {
 
 /// Options of `UninstallApp`, as JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct UninstallOptions {
     /// Keep the app's named volumes for a later install (the default when
@@ -83,6 +88,7 @@ pub struct UninstallOptions {
 
 /// A published port of an installed app.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct PublishedPort {
     pub service: String,
@@ -98,6 +104,7 @@ pub struct PublishedPort {
 
 /// One service of an installed app.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct ServiceInfo {
     pub name: String,
@@ -112,11 +119,13 @@ pub struct ServiceInfo {
     pub address: String,
     /// Now, from berthd's 1 Hz samples (0 when not running).
     pub cpu_percent: f64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub memory_bytes: u64,
 }
 
 /// One installed app (`berth apps`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct AppInfo {
     pub id: String,
@@ -133,14 +142,17 @@ pub struct AppInfo {
     /// Named volumes (`<app>_<name>`).
     pub volumes: Vec<String>,
     /// Seconds since the epoch.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub installed: i64,
     /// Sums over the services.
     pub cpu_percent: f64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub memory_bytes: u64,
 }
 
 /// Result of a successful `InstallApp` job, as JSON in its outcome.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct InstallResult {
     pub app: AppInfo,
@@ -151,6 +163,7 @@ pub struct InstallResult {
 
 /// What an audit found: after an uninstall, or from `Doctor`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct AuditReport {
     /// True when nothing is left (kept data aside).
@@ -165,4 +178,45 @@ pub struct AuditReport {
     pub repaired: Vec<String>,
     /// Data kept on purpose (volumes, with their paths).
     pub kept: Vec<String>,
+}
+
+/// One named volume (`berth volume ls`): made by an install, removed with
+/// its app, or kept by an uninstall with `keep_data` until an install of the
+/// app finds it again, `RemoveVolume` or `PruneVolumes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(default)]
+pub struct VolumeInfo {
+    /// `<app>_<volume>`: what `RemoveVolume` takes.
+    pub name: String,
+    /// The app it belongs to (also when that is no longer installed).
+    pub app: String,
+    /// Its directory under berthd's root; the data is in `_data` inside.
+    pub path: String,
+    /// Bytes in its regular files (as `du --apparent-size` counts them:
+    /// symbolic links are not followed, mounts inside are not entered, a
+    /// file with several hard links counts once).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub size_bytes: u64,
+    /// Seconds since the epoch.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub created: i64,
+    /// Containers of the installed app that mount it (`<app>-<service>-1`);
+    /// empty when the app is not installed.
+    pub used_by: Vec<String>,
+    /// Its app is not installed: the data an uninstall kept. Only kept
+    /// volumes can be removed; `PruneVolumes` removes them all.
+    pub kept: bool,
+}
+
+/// What `PruneVolumes` removed, as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(default)]
+pub struct VolumePruneReport {
+    /// The volumes' names.
+    pub removed: Vec<String>,
+    /// Their sizes, summed (as [`VolumeInfo::size_bytes`]).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub bytes_freed: u64,
 }

@@ -205,6 +205,20 @@ pub trait Helper1 {
     /// remove what no record explains. An [`AuditReport`] as JSON.
     fn doctor(&self, repair: bool, flags: u64) -> Result<String>;
 
+    /// Every named volume with its size and the containers using it, a
+    /// JSON array of [`VolumeInfo`].
+    fn list_volumes(&self) -> Result<String>;
+
+    /// Delete a volume an uninstall kept (`kept` in [`VolumeInfo`]): its
+    /// directory and its record. One of an installed app is refused
+    /// (`InvalidArgument`, naming the app), as is one whose app has an
+    /// operation under way; an unknown name is `NotFound`.
+    fn remove_volume(&self, name: &str, flags: u64) -> Result<()>;
+
+    /// Delete every volume an uninstall kept (passing over an app with an
+    /// operation under way): a [`VolumePruneReport`] as JSON.
+    fn prune_volumes(&self, flags: u64) -> Result<String>;
+
     /// The helper's version string.
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -235,4 +249,51 @@ pub trait Job1 {
 
     #[zbus(signal)]
     fn finished(&self, outcome: Outcome) -> zbus::Result<()>;
+}
+
+/// With feature `ts`, every type that crosses to the desktop app's page has
+/// a TypeScript declaration, and sizes and times are plain `number`s there
+/// (they stay below 2^53), not `bigint`.
+#[cfg(all(test, feature = "ts"))]
+mod ts_tests {
+    use super::*;
+    use ts_rs::TS;
+
+    #[test]
+    fn declarations_use_number_for_64_bit_integers() {
+        let decls = [
+            CatalogInfo::decl(),
+            CatalogApp::decl(),
+            PortOverride::decl(),
+            InstallOptions::decl(),
+            UninstallOptions::decl(),
+            PublishedPort::decl(),
+            ServiceInfo::decl(),
+            AppInfo::decl(),
+            InstallResult::decl(),
+            AuditReport::decl(),
+            VolumeInfo::decl(),
+            VolumePruneReport::decl(),
+            ImageSummary::decl(),
+            PruneReport::decl(),
+            Info::decl(),
+            LayerProgress::decl(),
+            JobProgress::decl(),
+            Outcome::decl(),
+        ];
+        for d in &decls {
+            assert!(!d.contains("bigint"), "{d}");
+        }
+        let volume = VolumeInfo::decl();
+        for field in [
+            "name: string",
+            "size_bytes: number",
+            "created: number",
+            "used_by: Array<string>",
+            "kept: boolean",
+        ] {
+            assert!(volume.contains(field), "no `{field}` in {volume}");
+        }
+        assert!(ImageSummary::decl().contains("used_by: Array<string>"));
+    }
 }

@@ -5,6 +5,7 @@ use zbus::zvariant::Type;
 
 /// One image name in the store (`berth images` prints one row per name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ImageSummary {
     /// Full reference, e.g. `docker.io/library/busybox:latest`.
     pub name: String,
@@ -13,28 +14,40 @@ pub struct ImageSummary {
     /// Image id: the digest of the image config.
     pub id: String,
     /// Seconds since the epoch the image was created (from its config), 0 if unknown.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub created: i64,
     /// Sum of the unpacked layer sizes, bytes.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub size: u64,
     /// Seconds since the epoch the name was pulled.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub pulled: i64,
+    /// Names of the containers made from this image (their image id is
+    /// [`ImageSummary::id`], whatever name they were run by). Their image's
+    /// content stays in the store while any of them exists, even when the
+    /// name is removed.
+    pub used_by: Vec<String>,
 }
 
 /// What `PruneImages` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PruneReport {
     pub blobs_removed: u32,
     pub layers_removed: u32,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub bytes_freed: u64,
 }
 
 /// Facts about a running helper.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Info {
     pub version: String,
     pub root: String,
     pub run_root: String,
     /// Bytes used under `root`.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub storage_bytes: u64,
     pub images: u32,
     pub layers: u32,
@@ -47,17 +60,21 @@ pub struct Info {
 
 /// JobProgress of one layer (or other blob) in a job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LayerProgress {
     /// Blob digest (`sha256:…`).
     pub digest: String,
     /// `waiting`, `downloading`, `exists`, `downloaded`, `unpacking`, `done`.
     pub status: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub done: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub total: u64,
 }
 
 /// A job's progress report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct JobProgress {
     /// `resolving`, `downloading`, `unpacking`, `committing`, `exporting`, `done`.
     pub phase: String,
@@ -66,6 +83,7 @@ pub struct JobProgress {
 
 /// How a job ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Outcome {
     pub ok: bool,
     /// `org.berth.Error.*` when not ok, else empty.

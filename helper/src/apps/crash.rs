@@ -1,8 +1,9 @@
 //! Fault injection for the crash tests: with `BERTH_CRASH_AT=<point>` in
 //! berthd's environment, berthd kills itself with SIGKILL when it reaches
-//! that point of an install or uninstall, exactly as `kill -9` would. The
-//! points are named where [`crash_point`] is called; the tests restart
-//! berthd without the variable and check every app is whole or gone.
+//! that point of an install, an uninstall or the deletion of a volume,
+//! exactly as `kill -9` would. The points are named where [`crash_point`]
+//! is called; the tests restart berthd without the variable and check
+//! every app is whole or gone.
 
 use std::sync::OnceLock;
 

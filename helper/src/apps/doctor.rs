@@ -110,7 +110,7 @@ impl AppManager {
             .volumes()
             .map_err(state_err)?
             .into_iter()
-            .map(|(n, _)| n)
+            .map(|v| v.name)
             .collect();
         for name in entries(&root.join("volumes")) {
             if !volumes.contains(&name) {

@@ -348,12 +348,7 @@ impl AppManager {
             cancelled()?;
             let name = volume_name(id, v);
             let path = self.volume_dir(&name);
-            let kept = self
-                .db()
-                .volumes()
-                .map_err(state_err)?
-                .iter()
-                .any(|(n, _)| *n == name)
+            let kept = self.db().volume(&name).map_err(state_err)?.is_some()
                 && path.join("_data").is_dir();
             let seq = self
                 .ledger_add(

@@ -270,9 +270,10 @@ impl AppManager {
         Ok(())
     }
 
-    /// Settle apps a crash left half-way; then start the ones that should
-    /// run, in the background.
+    /// Settle apps and volume deletions a crash left half-way; then start
+    /// the apps that should run, in the background.
     pub(super) async fn recover(&self) {
+        self.finish_volume_removals();
         let apps = match self.db().apps() {
             Ok(a) => a,
             Err(e) => {

@@ -3,10 +3,12 @@
 //! # On disk
 //!
 //! ```text
-//! <root>/apps/<id>/          the app as installed: app.toml, compose.yaml,
-//!                            its icon, vars.json (the catalog's variables)
-//! <root>/volumes/<app>_<v>/_data    a named volume
-//! <root>/catalogs.json       the catalogs berthd knows
+//! <root>/apps/<id>/                   the app as installed: app.toml,
+//!                                     compose.yaml, its icon, vars.json
+//!                                     (the catalog's variables)
+//! <root>/volumes/<app>_<v>/_data      a named volume
+//! <root>/volumes/.<app>_<v>.removing  a volume being deleted (see `volumes`)
+//! <root>/catalogs.json                the catalogs berthd knows
 //! ```
 //!
 //! The app's files are copied at install, so starting, updating and

@@ -14,6 +14,8 @@
 //!   bringing apps back after berthd or the machine restarts;
 //! * `health` — start order, healthchecks, waiting for the app to answer;
 //! * `doctor` — the audit of everything against the records, and repair;
+//! * `volumes` — named volumes with their sizes and users, and deleting
+//!   the data an uninstall kept;
 //! * `crash` — the `BERTH_CRASH_AT` fault-injection points the tests use.
 //!
 //! # An app
@@ -155,6 +157,7 @@ mod lifecycle;
 mod manager;
 pub mod registered;
 mod remove;
+mod volumes;
 pub mod yaml;
 
 pub use crash::crash_point;

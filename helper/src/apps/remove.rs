@@ -124,8 +124,8 @@ impl AppManager {
             .volumes()
             .map_err(state_err)?
             .into_iter()
-            .filter(|(_, app)| app == id)
-            .map(|(name, _)| name)
+            .filter(|v| v.app == id)
+            .map(|v| v.name)
             .collect();
         if kept.is_empty() || opts.keep_data {
             return Err(not_installed());
@@ -136,8 +136,7 @@ impl AppManager {
         };
         for name in kept {
             let path = self.volume_dir(&name);
-            remove_dir(&path)?;
-            self.db().remove_volume(&name).map_err(state_err)?;
+            self.delete_volume(&name, &path)?;
             t.volumes.push((name, path));
         }
         Ok(self.audit(&t).await)
@@ -331,8 +330,7 @@ impl AppManager {
                         .map_err(state_err)?;
                     return Ok(());
                 }
-                remove_dir(Path::new(&path))?;
-                self.db().remove_volume(&name).map_err(state_err)
+                self.delete_volume(&name, Path::new(&path)).map(|_| ())
             }
             Resource::Image { reference, pulled } => {
                 if !pulled || keep.images || self.image_used_elsewhere(app, &reference)? {
@@ -381,7 +379,7 @@ impl AppManager {
             .volumes()
             .unwrap_or_default()
             .into_iter()
-            .map(|(n, _)| n)
+            .map(|v| v.name)
             .collect();
         let t = Traces {
             app: t.app.clone(),
@@ -408,7 +406,7 @@ impl AppManager {
 }
 
 /// Remove a directory tree; gone already is fine.
-fn remove_dir(path: &Path) -> Result<()> {
+pub(super) fn remove_dir(path: &Path) -> Result<()> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -1,5 +1,5 @@
-//! The app half of `org.berth.Helper1`: catalogs, installed apps and the
-//! audit, as plain async functions the interface in `helper.rs` forwards
+//! The app half of `org.berth.Helper1`: catalogs, installed apps, their
+//! volumes and the audit, as plain async functions the interface in `helper.rs` forwards
 //! to. Each converts arguments, calls one [`AppManager`] function and
 //! converts the result. Apps cross the bus as JSON (see `berth_api::apps`).
 //!
@@ -237,6 +237,32 @@ pub async fn restart(m: &AppManager, app: &str) -> Result<(), Error> {
 
 pub async fn doctor(m: &AppManager, repair: bool) -> Result<String, Error> {
     let r = m.doctor(repair).await.map_err(app_error)?;
+    Ok(json(&r))
+}
+
+/// Every named volume with its size and users, a JSON array of `VolumeInfo`.
+pub async fn list_volumes(m: &AppManager) -> Result<String, Error> {
+    let m = m.clone();
+    blocking(move || m.volumes().map(|l| json(&l)).map_err(app_error)).await
+}
+
+/// Delete a volume an uninstall kept.
+pub async fn remove_volume(m: &AppManager, name: &str) -> Result<(), Error> {
+    let bytes = m.remove_volume(name).await.map_err(app_error)?;
+    tracing::info!("removed volume {name}: {bytes} bytes");
+    Ok(())
+}
+
+/// Delete every volume an uninstall kept: a `VolumePruneReport` as JSON.
+pub async fn prune_volumes(m: &AppManager) -> Result<String, Error> {
+    let r = m.prune_volumes().await.map_err(app_error)?;
+    if !r.removed.is_empty() {
+        tracing::info!(
+            "pruned volumes {}: {} bytes",
+            r.removed.join(", "),
+            r.bytes_freed
+        );
+    }
     Ok(json(&r))
 }
 

@@ -27,7 +27,8 @@ pub enum Action {
     RegistryLogin,
     ContainerManage,
     /// Catalogs and apps: add or remove a catalog, install, start, stop,
-    /// update and uninstall apps, audit and repair (`berth doctor`).
+    /// update and uninstall apps, delete the data uninstalls kept (`berth
+    /// volume rm`, `prune`), audit and repair (`berth doctor`).
     AppManage,
 }
 

@@ -77,6 +77,7 @@ impl Helper {
                 created: i.created,
                 size: i.size,
                 pulled: i.pulled,
+                used_by: i.used_by,
             })
             .collect())
     }
@@ -599,6 +600,39 @@ impl Helper {
             .authorize(conn, &header, Action::AppManage, flags)
             .await?;
         super::apps::doctor(&self.apps, repair).await
+    }
+
+    /// Every named volume with its size and the containers using it, a
+    /// JSON array of `VolumeInfo`.
+    async fn list_volumes(&self) -> Result<String, Error> {
+        super::apps::list_volumes(&self.apps).await
+    }
+
+    /// Delete a volume an uninstall kept (its app is not installed).
+    async fn remove_volume(
+        &self,
+        name: String,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::remove_volume(&self.apps, &name).await
+    }
+
+    /// Delete every volume an uninstall kept; a `VolumePruneReport` as JSON.
+    async fn prune_volumes(
+        &self,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, Error> {
+        self.auth
+            .authorize(conn, &header, Action::AppManage, flags)
+            .await?;
+        super::apps::prune_volumes(&self.apps).await
     }
 
     #[zbus(property)]

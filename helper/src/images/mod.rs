@@ -139,13 +139,34 @@ impl ImageStore {
         &self.inner.db
     }
 
-    /// Every name, with the facts `berth images` shows.
+    /// Every name, with the facts `berth images` shows and the containers
+    /// made from its image.
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
+        let db = &self.inner.db;
+        // Containers by image id: a container records the manifest it was
+        // made from, and the same image may be known by several names.
+        let mut configs: std::collections::HashMap<Digest, Option<Digest>> = Default::default();
+        let mut used_by: std::collections::HashMap<Digest, Vec<String>> = Default::default();
+        for c in db.containers()? {
+            let config = match configs.get(&c.manifest) {
+                Some(config) => config.clone(),
+                None => {
+                    let config = db.manifest(&c.manifest)?.map(|m| m.config);
+                    configs.insert(c.manifest.clone(), config.clone());
+                    config
+                }
+            };
+            if let Some(config) = config {
+                used_by.entry(config).or_default().push(c.name);
+            }
+        }
         let mut out = Vec::new();
-        for n in self.inner.db.names()? {
-            let Some(m) = self.inner.db.manifest(&n.manifest)? else {
+        for n in db.names()? {
+            let Some(m) = db.manifest(&n.manifest)? else {
                 continue;
             };
+            let mut users = used_by.get(&m.config).cloned().unwrap_or_default();
+            users.sort();
             out.push(ImageSummary {
                 name: n.name,
                 digest: n.target,
@@ -153,6 +174,7 @@ impl ImageStore {
                 created: m.created,
                 size: m.size,
                 pulled: n.pulled,
+                used_by: users,
             });
         }
         Ok(out)
@@ -218,6 +240,8 @@ pub struct ImageSummary {
     pub created: i64,
     pub size: u64,
     pub pulled: i64,
+    /// Names of the containers made from this image, sorted.
+    pub used_by: Vec<String>,
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`2024-05-01T10:20:30.5Z`,

@@ -31,6 +31,18 @@ pub struct LedgerRow {
     pub made: bool,
 }
 
+/// One named volume: made by an install, kept by an uninstall with
+/// `keep_data` (its app then no longer installed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRecord {
+    /// `<app>_<volume>`
+    pub name: String,
+    /// The app it belongs to (also when that is not installed).
+    pub app: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+}
+
 fn app_row(r: &Row<'_>) -> rusqlite::Result<AppRecord> {
     Ok(AppRecord {
         id: r.get(0)?,
@@ -51,6 +63,14 @@ fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerRow> {
         name: r.get(3)?,
         detail: r.get(4)?,
         made: r.get::<_, i64>(5)? != 0,
+    })
+}
+
+fn volume_row(r: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
+    Ok(VolumeRecord {
+        name: r.get(0)?,
+        app: r.get(1)?,
+        created: r.get(2)?,
     })
 }
 
@@ -200,12 +220,24 @@ impl Db {
         Ok(())
     }
 
-    /// Named volumes as (name, app).
-    pub fn volumes(&self) -> Result<Vec<(String, String)>> {
+    /// Every named volume, by name.
+    pub fn volumes(&self) -> Result<Vec<VolumeRecord>> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT name, app FROM volumes ORDER BY name")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut st = conn.prepare("SELECT name, app, created FROM volumes ORDER BY name")?;
+        let rows = st.query_map([], volume_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// One named volume.
+    pub fn volume(&self, name: &str) -> Result<Option<VolumeRecord>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT name, app, created FROM volumes WHERE name = ?1",
+                [name],
+                volume_row,
+            )
+            .optional()?)
     }
 }
 
@@ -262,11 +294,15 @@ mod tests {
         let (_d, db) = db();
         db.insert_volume("hello_data", "hello", 5).unwrap();
         db.insert_volume("hello_data", "hello", 6).unwrap();
-        assert_eq!(
-            db.volumes().unwrap(),
-            vec![("hello_data".to_string(), "hello".to_string())]
-        );
+        let kept = VolumeRecord {
+            name: "hello_data".into(),
+            app: "hello".into(),
+            created: 5,
+        };
+        assert_eq!(db.volumes().unwrap(), vec![kept.clone()]);
+        assert_eq!(db.volume("hello_data").unwrap(), Some(kept));
         db.remove_volume("hello_data").unwrap();
         assert!(db.volumes().unwrap().is_empty());
+        assert_eq!(db.volume("hello_data").unwrap(), None);
     }
 }

@@ -76,7 +76,7 @@ use crate::content::Digest;
 
 mod apps;
 mod containers;
-pub use apps::{AppRecord, LedgerRow};
+pub use apps::{AppRecord, LedgerRow, VolumeRecord};
 pub use containers::{ContainerRecord, StateChange};
 
 const SCHEMA_VERSION: i64 = 4;
