@@ -35,6 +35,7 @@ pub mod proc;
 pub mod registry;
 pub mod shared;
 pub mod snapshot;
+pub mod webdriver;
 
 pub use berthd::{Berthd, BerthdConfig, Cli, CliOutput};
 pub use bus::PrivateBus;

@@ -1,0 +1,332 @@
+//! The desktop window end to end: the real Tauri app (built by `cargo
+//! build --workspace --bins`) in a real WebKitGTK webview under Xvfb,
+//! driven through `tauri-driver` and `WebKitWebDriver`, against a real
+//! berthd on a private bus with the demo catalog on a real registry.
+//!
+//! What a person would do, in order: find an app in the catalog, install
+//! it and watch the progress, see it running and its address answer, look
+//! at its live graphs and log, look at storage, remove it with its data and
+//! read the audit, and see the window cope with berthd going away and
+//! coming back, and with a registry it cannot reach. Each view is saved as
+//! a screenshot under `target/gui-screenshots/` (or `$BERTH_SCREENSHOTS`);
+//! the README shows the best of them.
+//!
+//! This is a test target of its own (`cargo test -p berth-tests --test
+//! gui`) so the quick helper tests never wait for a window.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_testkit::berthd::{bin_dir, find_binary};
+use berth_testkit::fsutil::TestDir;
+use berth_testkit::image::push_demo_images;
+use berth_testkit::snapshot::sweep_network;
+use berth_testkit::webdriver::{Display, Driver, Session};
+use berth_testkit::{http, Berthd, Cli, PrivateBus, Registry};
+use serde_json::{json, Value};
+
+const SHORT: Duration = Duration::from_secs(10);
+const LONG: Duration = Duration::from_secs(120);
+
+/// A berthd with the demo catalog, and the window on it.
+struct Env {
+    cli: Cli,
+    berthd: Berthd,
+    _bus: PrivateBus,
+    _registry: Registry,
+    _dirs: Vec<TestDir>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !self.berthd.is_running() {
+            let _ = self.berthd.restart();
+        }
+        if let Ok(out) = self.cli.run(&["apps", "--format", "json"]) {
+            let apps: Vec<Value> = serde_json::from_str(&out.stdout).unwrap_or_default();
+            for id in apps.iter().filter_map(|a| a["id"].as_str()) {
+                let _ = self.cli.run(&["uninstall", id, "--delete-data"]);
+            }
+        }
+        let _ = self.cli.run(&["volume", "prune"]);
+        let mut scope = berth_testkit::snapshot::Scope::for_berthd(&self.berthd);
+        scope.learn_text(&self.berthd.log());
+        for line in sweep_network(&scope) {
+            eprintln!("gui test cleanup: {line}");
+        }
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate is in the workspace")
+        .to_path_buf()
+}
+
+fn screenshots() -> PathBuf {
+    std::env::var_os("BERTH_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            bin_dir()
+                .expect("target dir")
+                .parent()
+                .expect("target dir")
+                .join("gui-screenshots")
+        })
+}
+
+fn start_env() -> Env {
+    let registry = Registry::start().expect("registry");
+    push_demo_images(&registry.client()).expect("demo images");
+    let bus = PrivateBus::start().expect("private bus");
+    let berthd = Berthd::start(&bus).expect("berthd");
+    let cli = berthd.cli().expect("cli").timeout(LONG);
+    let set = format!("BERTH_DEMO_REGISTRY={}", registry.host());
+    let demo = repo().join("catalog/demo");
+    cli.run(&[
+        "catalog",
+        "add",
+        demo.to_str().unwrap(),
+        "--name",
+        "demo",
+        "--set",
+        &set,
+    ])
+    .unwrap()
+    .ok()
+    .expect("adding the demo catalog");
+    // An app whose registry does not answer: a closed port on this machine.
+    let dir = TestDir::new("gui-offline").expect("temp dir");
+    let app = dir.path().join("far-away");
+    std::fs::create_dir_all(&app).unwrap();
+    let closed = berth_testkit::free_port().unwrap();
+    std::fs::write(
+        app.join("app.toml"),
+        "id = \"far-away\"\ntitle = \"Far away\"\nversion = \"1\"\n\
+         description = \"An app on a registry that cannot be reached.\"\n\
+         category = \"networking\"\nicon = \"icon.svg\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("compose.yaml"),
+        format!("services:\n  web:\n    image: 127.0.0.1:{closed}/demo/web:latest\n"),
+    )
+    .unwrap();
+    std::fs::copy(demo.join("hello/icon.svg"), app.join("icon.svg")).unwrap();
+    cli.run(&[
+        "catalog",
+        "add",
+        dir.path().to_str().unwrap(),
+        "--name",
+        "offline",
+    ])
+    .unwrap()
+    .ok()
+    .expect("adding the offline catalog");
+    Env {
+        cli,
+        berthd,
+        _bus: bus,
+        _registry: registry,
+        _dirs: vec![dir],
+    }
+}
+
+fn testid(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+/// Record, from now on, whether elements with these test ids ever appear
+/// (a progress bar may show for less time than one WebDriver round trip).
+fn watch_for(s: &Session, ids: &[&str]) {
+    s.execute(
+        "const ids = arguments[0];
+         window.__seen = window.__seen || {};
+         const check = () => ids.forEach((id) => {
+           if (document.querySelector(`[data-testid=\"${id}\"]`)) window.__seen[id] = true;
+         });
+         new MutationObserver(check).observe(document.body,
+           { subtree: true, childList: true, attributes: true, characterData: true });
+         check();",
+        json!([ids]),
+    )
+    .expect("installing the observer");
+}
+
+fn seen(s: &Session, id: &str) -> bool {
+    s.execute("return !!(window.__seen || {})[arguments[0]];", json!([id]))
+        .expect("reading the observer")
+        .as_bool()
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_person_installs_watches_and_removes_an_app() {
+    let mut env = start_env();
+    let berthd_log = env.berthd.log_path();
+    let shots = screenshots();
+    let display = Display::start(1280, 800).expect("Xvfb");
+    let logs = TestDir::new("gui-logs").expect("temp dir");
+    let driver = Driver::start(
+        &display,
+        &[("DBUS_SYSTEM_BUS_ADDRESS", env.berthd.bus_address())],
+        &logs.path().join("tauri-driver.log"),
+    )
+    .expect("tauri-driver");
+    let app = find_binary("berth-app", "BERTH_APP").expect("berth-app");
+    let s = driver.session(&app).expect("a session with the app");
+    let fail = |what: &str, e: anyhow::Error| -> ! {
+        let _ = s.screenshot(&shots.join("failure.png"));
+        panic!(
+            "{what}: {e:#}\n--- tauri-driver and app log:\n{}\n--- berthd log:\n{}",
+            driver.log(),
+            std::fs::read_to_string(&berthd_log).unwrap_or_default()
+        )
+    };
+    s.set_size(1280, 800).ok();
+
+    // The catalog: every demo app is there; the search narrows it.
+    s.wait_for(&testid("card-hello"), LONG)
+        .unwrap_or_else(|e| fail("the catalog did not show", e));
+    for id in [
+        "hello-api",
+        "docs",
+        "notes",
+        "status-board",
+        "file-drop",
+        "far-away",
+    ] {
+        s.wait_for(&testid(&format!("card-{id}")), SHORT)
+            .unwrap_or_else(|e| fail("a demo app is missing", e));
+    }
+    s.screenshot(&shots.join("catalog.png")).unwrap();
+    let search = s.wait_for(&testid("catalog-search"), SHORT).unwrap();
+    s.type_into(&search, "one-page").unwrap();
+    s.wait_gone(&testid("card-notes"), SHORT)
+        .unwrap_or_else(|e| fail("the search did not narrow the catalog", e));
+    assert!(s.find(&testid("card-hello")).unwrap().is_some());
+    assert_eq!(s.find_all(".card").unwrap().len(), 1, "only hello matches");
+
+    // Install: progress, then Running.
+    watch_for(&s, &["progress-hello"]);
+    s.click_on(&testid("action-hello")).unwrap();
+    s.wait_text(&testid("state-hello"), "Running", LONG)
+        .unwrap_or_else(|e| fail("hello did not reach Running", e));
+    assert!(seen(&s, "progress-hello"), "the card never showed progress");
+    let button = s.find(&testid("action-hello")).unwrap().unwrap();
+    assert_eq!(s.text(&button).unwrap(), "Open");
+    s.screenshot(&shots.join("catalog-installed.png")).unwrap();
+
+    // An app from a registry that cannot be reached says so, with a fix.
+    let search = s.wait_for(&testid("catalog-search"), SHORT).unwrap();
+    s.clear(&search).unwrap();
+    s.type_into(&search, "far").unwrap();
+    s.click_on(&testid("action-far-away")).unwrap();
+    let note = s
+        .wait_for(
+            &format!("{} {}", testid("card-far-away"), testid("error-note")),
+            LONG,
+        )
+        .unwrap_or_else(|e| fail("no error for an unreachable registry", e));
+    let text = s.text(&note).unwrap();
+    assert!(text.contains("network"), "the note gives no fix: {text}");
+    s.screenshot(&shots.join("registry-error.png")).unwrap();
+
+    // The installed view: state, address, CPU and memory; the address answers.
+    s.click_on(&testid("nav-installed")).unwrap();
+    let link = s
+        .wait_for(&testid("url-hello"), SHORT)
+        .unwrap_or_else(|e| fail("no address for hello", e));
+    let url = s.attribute(&link, "href").unwrap().unwrap_or_default();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "hello's address: {url:?}"
+    );
+    let page = http::get(&url).expect("fetching the app's page");
+    assert!(page.is_success(), "{url} answered {}", page.status);
+    s.screenshot(&shots.join("installed.png")).unwrap();
+
+    // Details: the graphs fill with points, the log shows.
+    s.click_on(&testid("details-hello")).unwrap();
+    s.wait_text(&testid("detail-title"), "Hello", SHORT)
+        .unwrap();
+    for chart in [
+        "chart-cpu",
+        "chart-memory",
+        "chart-network",
+        "chart-disk",
+        "chart-pids",
+    ] {
+        s.wait_until(
+            &format!("{chart} to show 3 points"),
+            Duration::from_secs(20),
+            || {
+                let e = s.wait_for(&testid(chart), SHORT)?;
+                let n: usize = s
+                    .attribute(&e, "data-points")?
+                    .unwrap_or_default()
+                    .parse()
+                    .unwrap_or(0);
+                Ok((n >= 3).then_some(()))
+            },
+        )
+        .unwrap_or_else(|e| fail("the graphs stayed empty", e));
+    }
+    // Let a few more seconds of history draw before the picture.
+    std::thread::sleep(Duration::from_secs(4));
+    s.screenshot(&shots.join("detail.png")).unwrap();
+
+    // Storage: the image is used by hello's container, its volume is listed.
+    s.click_on(&testid("nav-storage")).unwrap();
+    s.wait_text(&testid("storage-images"), "hello-web-1", SHORT)
+        .unwrap_or_else(|e| fail("storage does not show the image's user", e));
+    s.wait_for(&testid("volume-hello_site"), SHORT)
+        .unwrap_or_else(|e| fail("storage does not show the volume", e));
+    s.screenshot(&shots.join("storage.png")).unwrap();
+
+    // Remove with its data: the audit says nothing is left.
+    s.click_on(&testid("nav-installed")).unwrap();
+    s.click_on(&testid("remove-hello")).unwrap();
+    s.wait_for(&testid("remove-dialog"), SHORT).unwrap();
+    s.screenshot(&shots.join("remove-dialog.png")).unwrap();
+    s.click_on(&testid("delete-data")).unwrap();
+    s.click_on(&testid("confirm-remove")).unwrap();
+    s.wait_text(
+        &testid("audit-message"),
+        "nothing left on this computer",
+        LONG,
+    )
+    .unwrap_or_else(|e| fail("no clean audit after the remove", e));
+    s.screenshot(&shots.join("removed.png")).unwrap();
+    let apps = env
+        .cli
+        .run(&["apps", "--format", "json"])
+        .unwrap()
+        .ok()
+        .unwrap();
+    let apps: Vec<Value> = serde_json::from_str(&apps.stdout).unwrap();
+    assert!(apps.is_empty(), "berthd still has apps: {apps:?}");
+    let volumes = env.cli.run(&["volume", "ls"]).unwrap().ok().unwrap();
+    assert!(!volumes.stdout.contains("hello_site"), "{}", volumes.stdout);
+
+    // berthd goes away: the window says so and how to fix it; it comes back.
+    env.berthd.stop().unwrap();
+    let banner = s
+        .wait_text(&testid("helper-banner"), "not running", SHORT)
+        .unwrap_or_else(|e| fail("no banner when berthd stopped", e));
+    assert!(banner.contains("systemctl start berthd"), "{banner}");
+    s.screenshot(&shots.join("helper-down.png")).unwrap();
+    env.berthd.restart().unwrap();
+    s.wait_gone(&testid("helper-banner"), SHORT)
+        .unwrap_or_else(|e| fail("the banner stayed after berthd came back", e));
+    s.click_on(&testid("nav-catalog")).unwrap();
+    s.wait_for(&testid("card-hello"), SHORT).unwrap();
+
+    // Small window still works.
+    s.set_size(800, 600).ok();
+    std::thread::sleep(Duration::from_millis(500));
+    s.screenshot(&shots.join("catalog-800x600.png")).unwrap();
+    drop(s);
+    drop(driver);
+}
