@@ -27,10 +27,7 @@ use std::time::{Duration, Instant};
 
 use berth_app::commands::watch::Subscriptions;
 use berth_testkit::fsutil::TestDir;
-use berth_testkit::http;
-use berth_testkit::image::push_demo_images;
-use berth_testkit::snapshot::{sweep_network, Scope};
-use berth_testkit::{Berthd, Cli, PrivateBus, Registry};
+use berth_testkit::{http, Berthd, DemoEnv, PrivateBus};
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, Channel, InvokeBody, InvokeResponseBody};
 use tauri::test::{
@@ -264,22 +261,6 @@ fn assert_down(s: &Value, kind: &str) {
     assert_eq!(s["error"]["kind"], kind, "{s}");
 }
 
-/// GET `url` until it answers 2xx, at most `within`.
-fn get_within(url: &str, within: Duration) -> http::Response {
-    let deadline = Instant::now() + within;
-    loop {
-        let last = match http::get(url) {
-            Ok(r) if r.is_success() => return r,
-            Ok(r) => format!("HTTP {}: {}", r.status, r.text()),
-            Err(e) => format!("{e:#}"),
-        };
-        if Instant::now() > deadline {
-            panic!("GET {url}: {last}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // berthd cannot be reached
 
@@ -342,93 +323,23 @@ fn helper_status_says_why_berthd_cannot_be_reached() {
 // ---------------------------------------------------------------------------
 // Everything else, against a running berthd
 
-/// The registry with the demo images, a bus, berthd with the demo catalog,
-/// and the window. Dropping it removes every app and container of this
-/// berthd and the network objects it made, also when the test failed.
+/// The registry with the demo images, a bus, berthd with the demo catalog
+/// (the kit's [`DemoEnv`]), and the window. Dropping it closes the window,
+/// then the env removes every app and container of this berthd and the
+/// network objects it made, also when the test failed.
 struct Env {
-    window: Option<Window>,
-    cli: Cli,
-    berthd: Berthd,
-    _bus: PrivateBus,
-    registry: Registry,
+    // Dropped in this order: the window before the berthd it talks to.
+    window: Window,
+    demo: DemoEnv,
 }
 
 impl Env {
     fn start() -> Env {
-        let registry = Registry::start().expect("registry");
-        push_demo_images(&registry.client()).expect("pushing the demo images");
-        let bus = PrivateBus::start().expect("private bus");
-        let berthd = Berthd::start(&bus).expect("berthd");
-        let cli = berthd
-            .cli()
-            .expect("the berth command")
-            .timeout(Duration::from_secs(240));
-        let catalog = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog/demo");
-        let set = format!("BERTH_DEMO_REGISTRY={}", registry.host());
-        cli.run(&[
-            "catalog",
-            "add",
-            catalog.to_str().unwrap(),
-            "--name",
-            "demo",
-            "--set",
-            &set,
-        ])
-        .unwrap()
-        .ok()
-        .expect("berth catalog add");
-        use_bus(bus.address());
+        let demo = DemoEnv::start().expect("a berthd with the demo catalog");
+        use_bus(demo.bus().address());
         Env {
-            window: Some(Window::open()),
-            cli,
-            berthd,
-            _bus: bus,
-            registry,
-        }
-    }
-
-    fn w(&self) -> &Window {
-        self.window.as_ref().unwrap()
-    }
-
-    /// The last lines of berthd's log, for failure messages.
-    fn log_tail(&self) -> String {
-        let log = self.berthd.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let from = lines.len().saturating_sub(40);
-        format!("berthd's log (last lines):\n{}", lines[from..].join("\n"))
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.window = None;
-        if !self.berthd.is_running() {
-            if let Err(e) = self.berthd.restart() {
-                eprintln!("commands test cleanup: restarting berthd: {e:#}");
-            }
-        }
-        if let Ok(out) = self.cli.run(&["apps", "--format", "json"]) {
-            let ids: Vec<String> = serde_json::from_str::<Value>(&out.stdout)
-                .ok()
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|a| a["id"].as_str().map(str::to_string))
-                .collect();
-            for id in ids {
-                let _ = self.cli.run(&["uninstall", &id, "--delete-data"]);
-            }
-        }
-        if let Ok(out) = self.cli.run(&["ps", "-aq"]) {
-            for id in out.stdout.split_whitespace() {
-                let _ = self.cli.run(&["rm", "-f", id]);
-            }
-        }
-        let mut scope = Scope::for_berthd(&self.berthd);
-        scope.learn_text(&self.berthd.log());
-        for line in sweep_network(&scope) {
-            eprintln!("commands test cleanup: {line}");
+            window: Window::open(),
+            demo,
         }
     }
 }
@@ -459,14 +370,14 @@ fn assert_job(events: &[Value], job: &Value, what: &str) -> Value {
 fn commands_drive_a_real_berthd() {
     let _serial = serial();
     let env = Env::start();
-    let w = env.w();
+    let w = &env.window;
     let long = Duration::from_secs(240);
 
     // helper_status: up, with berthd's facts.
     let s = status(w);
     assert_eq!(s["ok"], true, "{s}");
     assert!(s["error"].is_null(), "{s}");
-    assert_eq!(s["info"]["root"], env.berthd.root().to_str().unwrap());
+    assert_eq!(s["info"]["root"], env.demo.berthd.root().to_str().unwrap());
     assert!(!s["info"]["version"].as_str().unwrap().is_empty(), "{s}");
     assert_ipc_response(&w.webview, Window::request("ready", json!({})), Ok(()));
 
@@ -547,7 +458,7 @@ fn commands_drive_a_real_berthd() {
     assert!(job.as_str().unwrap().starts_with('/'), "{job}");
     let seen = events.until("finished", long);
     let end = assert_job(&seen, &job, "install hello");
-    assert!(end["error"].is_null(), "{end}\n{}", env.log_tail());
+    assert!(end["error"].is_null(), "{end}\n{}", env.demo.log_tail());
     assert!(end["audit"].is_null(), "{end}");
     let installed = &end["installed"]["app"];
     assert_eq!(installed["id"], "hello", "{end}");
@@ -560,7 +471,7 @@ fn commands_drive_a_real_berthd() {
         seen.len() - 2
     );
     assert!(events.next(Duration::from_millis(300)).is_none());
-    let page = get_within(&url, Duration::from_secs(10));
+    let page = http::get_within(&url, Duration::from_secs(10)).unwrap();
     assert!(page.text().contains("Hello from Berth"), "{}", page.text());
 
     // installed_apps, app_info, catalog_apps: it is there.
@@ -585,7 +496,7 @@ fn commands_drive_a_real_berthd() {
 
     // storage: the image, used by the app's container, and its volume.
     let storage = w.ok("storage", json!({}));
-    let image_name = format!("{}/demo/web:latest", env.registry.host());
+    let image_name = format!("{}/demo/web:latest", env.demo.registry());
     let image = storage["images"]
         .as_array()
         .unwrap()
@@ -606,7 +517,10 @@ fn commands_drive_a_real_berthd() {
             .is_some_and(|u| !u.is_empty()),
         "{storage}"
     );
-    assert_eq!(storage["info"]["root"], env.berthd.root().to_str().unwrap());
+    assert_eq!(
+        storage["info"]["root"],
+        env.demo.berthd.root().to_str().unwrap()
+    );
 
     // watch_apps: the list at once.
     let (on_event, apps_events) = w.router.channel("watch_apps");
@@ -713,7 +627,7 @@ fn commands_drive_a_real_berthd() {
     w.ok("start_app", json!({ "app": "hello" }));
     let info = w.wait_state("hello", "running", Duration::from_secs(30));
     assert_eq!(info["url"], url.as_str(), "{info}");
-    let page = get_within(&url, Duration::from_secs(10));
+    let page = http::get_within(&url, Duration::from_secs(10)).unwrap();
     assert!(page.text().contains("Hello from Berth"), "{}", page.text());
 
     // uninstall_app, data too: nothing left.
@@ -726,7 +640,7 @@ fn commands_drive_a_real_berthd() {
     assert_eq!(seen[0]["event"], "started", "{seen:?}");
     assert_eq!(seen[0]["data"]["job"], job, "{seen:?}");
     let end = &seen.last().unwrap()["data"];
-    assert!(end["error"].is_null(), "{end}\n{}", env.log_tail());
+    assert!(end["error"].is_null(), "{end}\n{}", env.demo.log_tail());
     assert!(end["installed"].is_null(), "{end}");
     let audit = &end["audit"];
     assert_eq!(audit["clean"], true, "{end}");

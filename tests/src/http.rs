@@ -94,6 +94,23 @@ pub fn get(url: &str) -> Result<Response> {
     request("GET", url, &[], &[])
 }
 
+/// `GET url` until it answers 2xx (a server that is starting), at most
+/// `within`; the error says what the last try got.
+pub fn get_within(url: &str, within: Duration) -> Result<Response> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let last = match get(url) {
+            Ok(r) if r.is_success() => return Ok(r),
+            Ok(r) => format!("HTTP {}: {}", r.status, r.text()),
+            Err(e) => format!("{e:#}"),
+        };
+        if std::time::Instant::now() > deadline {
+            bail!("GET {url}: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// One request on a fresh connection.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response> {
     let (host, path) = split_url(url)?;

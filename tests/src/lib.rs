@@ -15,6 +15,11 @@
 //!   project's own policy file.
 //! - [`berthd::Berthd`] runs the real `berthd` against such a bus with temp
 //!   dirs and a generated config; [`berthd::Cli`] runs the `berth` command.
+//! - [`demo::DemoEnv`] is a bus and a berthd with the repository's demo
+//!   catalog added, on the demo images in a registry of its own or a shared
+//!   one ([`shared::demo_registry`]). It installs, crashes berthd and checks
+//!   that nothing was left behind; when it drops it uninstalls, removes and
+//!   sweeps what a test made.
 //!
 //! Every process the kit starts is owned by a [`proc::ChildGuard`]: it is
 //! stopped by its own pid when the guard drops (also when a test panics), and
@@ -23,11 +28,13 @@
 //! it holds read-only dirs, device nodes or leftover mounts. Set
 //! `BERTH_TEST_KEEP=1` to keep the directories for a post-mortem.
 //!
-//! Fixtures shared by all tests of one test binary live in [`shared`]; they
-//! are shut down when the test process exits.
+//! Fixtures shared by all tests of one test binary (a registry with the
+//! standard images, one with the demo images) live in [`shared`]; they are
+//! shut down when the test process exits.
 
 pub mod berthd;
 pub mod bus;
+pub mod demo;
 pub mod fsutil;
 pub mod http;
 pub mod image;
@@ -39,6 +46,7 @@ pub mod webdriver;
 
 pub use berthd::{Berthd, BerthdConfig, Cli, CliOutput};
 pub use bus::PrivateBus;
+pub use demo::DemoEnv;
 pub use image::{
     busybox_rootfs, push_test_images, Compression, Image, ImageBuilder, Index, IndexBuilder,
     IndexFormat, Layer, ManifestFormat, TestImages,

@@ -614,6 +614,18 @@ impl Scope {
         self
     }
 
+    /// Everything `other` knows besides its roots, tag and bus (e.g. what a
+    /// crashed berthd made, learnt from its wreck).
+    pub fn merge(&mut self, other: &Scope) -> &mut Self {
+        self.ids.extend(other.ids.iter().cloned());
+        self.networks.extend(other.networks.iter().cloned());
+        self.links.extend(other.links.iter().cloned());
+        self.tables.extend(other.tables.iter().cloned());
+        self.berthd_pids.extend(other.berthd_pids.iter().copied());
+        self.ignore_files.extend(other.ignore_files.iter().cloned());
+        self
+    }
+
     /// Ids, network names and the berthd's pid from a snapshot.
     pub fn learn(&mut self, snap: &Snapshot) -> &mut Self {
         self.ids.extend(snap.ids());

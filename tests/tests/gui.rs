@@ -14,55 +14,18 @@
 //! This is a test target of its own (`cargo test -p berth-tests --test
 //! gui`) so the quick helper tests never wait for a window.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_testkit::berthd::{bin_dir, find_binary};
+use berth_testkit::demo;
 use berth_testkit::fsutil::TestDir;
-use berth_testkit::image::push_demo_images;
-use berth_testkit::snapshot::sweep_network;
 use berth_testkit::webdriver::{Display, Driver, Session};
-use berth_testkit::{http, Berthd, Cli, PrivateBus, Registry};
+use berth_testkit::{http, DemoEnv};
 use serde_json::{json, Value};
 
 const SHORT: Duration = Duration::from_secs(10);
 const LONG: Duration = Duration::from_secs(120);
-
-/// A berthd with the demo catalog, and the window on it.
-struct Env {
-    cli: Cli,
-    berthd: Berthd,
-    _bus: PrivateBus,
-    _registry: Registry,
-    _dirs: Vec<TestDir>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if !self.berthd.is_running() {
-            let _ = self.berthd.restart();
-        }
-        if let Ok(out) = self.cli.run(&["apps", "--format", "json"]) {
-            let apps: Vec<Value> = serde_json::from_str(&out.stdout).unwrap_or_default();
-            for id in apps.iter().filter_map(|a| a["id"].as_str()) {
-                let _ = self.cli.run(&["uninstall", id, "--delete-data"]);
-            }
-        }
-        let _ = self.cli.run(&["volume", "prune"]);
-        let mut scope = berth_testkit::snapshot::Scope::for_berthd(&self.berthd);
-        scope.learn_text(&self.berthd.log());
-        for line in sweep_network(&scope) {
-            eprintln!("gui test cleanup: {line}");
-        }
-    }
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate is in the workspace")
-        .to_path_buf()
-}
 
 fn screenshots() -> PathBuf {
     std::env::var_os("BERTH_SCREENSHOTS")
@@ -76,26 +39,16 @@ fn screenshots() -> PathBuf {
         })
 }
 
+/// A berthd with the demo catalog on a registry of its own, and a catalog
+/// `offline` with one app whose registry does not answer.
+struct Env {
+    // Dropped first: the catalog dir outlives the berthd that reads it.
+    demo: DemoEnv,
+    _offline: TestDir,
+}
+
 fn start_env() -> Env {
-    let registry = Registry::start().expect("registry");
-    push_demo_images(&registry.client()).expect("demo images");
-    let bus = PrivateBus::start().expect("private bus");
-    let berthd = Berthd::start(&bus).expect("berthd");
-    let cli = berthd.cli().expect("cli").timeout(LONG);
-    let set = format!("BERTH_DEMO_REGISTRY={}", registry.host());
-    let demo = repo().join("catalog/demo");
-    cli.run(&[
-        "catalog",
-        "add",
-        demo.to_str().unwrap(),
-        "--name",
-        "demo",
-        "--set",
-        &set,
-    ])
-    .unwrap()
-    .ok()
-    .expect("adding the demo catalog");
+    let demo = DemoEnv::start().expect("a berthd with the demo catalog");
     // An app whose registry does not answer: a closed port on this machine.
     let dir = TestDir::new("gui-offline").expect("temp dir");
     let app = dir.path().join("far-away");
@@ -113,23 +66,12 @@ fn start_env() -> Env {
         format!("services:\n  web:\n    image: 127.0.0.1:{closed}/demo/web:latest\n"),
     )
     .unwrap();
-    std::fs::copy(demo.join("hello/icon.svg"), app.join("icon.svg")).unwrap();
-    cli.run(&[
-        "catalog",
-        "add",
-        dir.path().to_str().unwrap(),
-        "--name",
-        "offline",
-    ])
-    .unwrap()
-    .ok()
-    .expect("adding the offline catalog");
+    std::fs::copy(demo::catalog().join("hello/icon.svg"), app.join("icon.svg")).unwrap();
+    demo.add_catalog(dir.path(), "offline")
+        .expect("adding the offline catalog");
     Env {
-        cli,
-        berthd,
-        _bus: bus,
-        _registry: registry,
-        _dirs: vec![dir],
+        demo,
+        _offline: dir,
     }
 }
 
@@ -164,13 +106,13 @@ fn seen(s: &Session, id: &str) -> bool {
 #[test]
 fn a_person_installs_watches_and_removes_an_app() {
     let mut env = start_env();
-    let berthd_log = env.berthd.log_path();
+    let berthd_log = env.demo.berthd.log_path();
     let shots = screenshots();
     let display = Display::start(1280, 800).expect("Xvfb");
     let logs = TestDir::new("gui-logs").expect("temp dir");
     let driver = Driver::start(
         &display,
-        &[("DBUS_SYSTEM_BUS_ADDRESS", env.berthd.bus_address())],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", env.demo.berthd.bus_address())],
         &logs.path().join("tauri-driver.log"),
     )
     .expect("tauri-driver");
@@ -299,25 +241,20 @@ fn a_person_installs_watches_and_removes_an_app() {
     )
     .unwrap_or_else(|e| fail("no clean audit after the remove", e));
     s.screenshot(&shots.join("removed.png")).unwrap();
-    let apps = env
-        .cli
-        .run(&["apps", "--format", "json"])
-        .unwrap()
-        .ok()
-        .unwrap();
-    let apps: Vec<Value> = serde_json::from_str(&apps.stdout).unwrap();
+    let apps: Vec<Value> =
+        serde_json::from_str(&env.demo.ok(&["apps", "--format", "json"])).unwrap();
     assert!(apps.is_empty(), "berthd still has apps: {apps:?}");
-    let volumes = env.cli.run(&["volume", "ls"]).unwrap().ok().unwrap();
-    assert!(!volumes.stdout.contains("hello_site"), "{}", volumes.stdout);
+    let volumes = env.demo.ok(&["volume", "ls"]);
+    assert!(!volumes.contains("hello_site"), "{volumes}");
 
     // berthd goes away: the window says so and how to fix it; it comes back.
-    env.berthd.stop().unwrap();
+    env.demo.berthd.stop().unwrap();
     let banner = s
         .wait_text(&testid("helper-banner"), "not running", SHORT)
         .unwrap_or_else(|e| fail("no banner when berthd stopped", e));
     assert!(banner.contains("systemctl start berthd"), "{banner}");
     s.screenshot(&shots.join("helper-down.png")).unwrap();
-    env.berthd.restart().unwrap();
+    env.demo.berthd.restart().unwrap();
     s.wait_gone(&testid("helper-banner"), SHORT)
         .unwrap_or_else(|e| fail("the banner stayed after berthd came back", e));
     s.click_on(&testid("nav-catalog")).unwrap();
@@ -327,6 +264,46 @@ fn a_person_installs_watches_and_removes_an_app() {
     s.set_size(800, 600).ok();
     std::thread::sleep(Duration::from_millis(500));
     s.screenshot(&shots.join("catalog-800x600.png")).unwrap();
+    let overflow = s
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth",
+            json!([]),
+        )
+        .unwrap();
+    assert_eq!(
+        overflow,
+        json!(false),
+        "the page scrolls sideways at 800x600"
+    );
     drop(s);
     drop(driver);
+
+    // A desktop in dark mode gets the dark theme: GTK tells WebKit, the
+    // page follows `prefers-color-scheme`.
+    let driver = Driver::start(
+        &display,
+        &[
+            ("DBUS_SYSTEM_BUS_ADDRESS", env.demo.berthd.bus_address()),
+            ("GTK_THEME", "Adwaita:dark"),
+        ],
+        &logs.path().join("tauri-driver-dark.log"),
+    )
+    .expect("tauri-driver");
+    let s = driver.session(&app).expect("a session with the app");
+    s.set_size(1280, 800).ok();
+    s.wait_for(&testid("card-hello"), LONG).unwrap();
+    let dark = s
+        .execute(
+            "return [matchMedia('(prefers-color-scheme: dark)').matches,
+                     getComputedStyle(document.documentElement).backgroundColor]",
+            json!([]),
+        )
+        .unwrap();
+    assert_eq!(dark[0], json!(true), "{dark}");
+    assert_ne!(
+        dark[1],
+        json!("rgb(246, 247, 249)"),
+        "still the light background: {dark}"
+    );
+    s.screenshot(&shots.join("catalog-dark.png")).unwrap();
 }

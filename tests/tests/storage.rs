@@ -11,67 +11,24 @@
 //! Whether something was left behind is judged by `berth doctor --dry-run`
 //! and by a [`Snapshot`] of the machine taken before and after.
 //!
-//! Every test's [`Env`] uninstalls every app, removes every container,
-//! deletes kept volumes and the network objects attributed to its berthd
-//! when it drops, also when the test failed.
+//! Every test's [`Env`] is the kit's [`DemoEnv`], on one registry with the
+//! demo images that the tests of this file share: when it drops, also when
+//! the test failed, it uninstalls every app, removes every container,
+//! deletes kept volumes and the network objects attributed to its berthd.
+//!
+//! [`Snapshot`]: berth_testkit::snapshot::Snapshot
 
-use std::path::{Path, PathBuf};
+use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
 use std::process::Output;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_testkit::fsutil::TestDir;
-use berth_testkit::image::push_demo_images;
-use berth_testkit::snapshot::{sweep_network, Scope, Snapshot};
-use berth_testkit::{Berthd, Cli, CliOutput, PrivateBus, Registry};
+use berth_testkit::snapshot::Scope;
+use berth_testkit::DemoEnv;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
 // Fixtures
-
-static DEMO: OnceLock<Result<Registry, String>> = OnceLock::new();
-
-extern "C" fn shutdown_demo_registry() {
-    let _ = std::panic::catch_unwind(|| {
-        if let Some(Ok(registry)) = DEMO.get() {
-            registry.shutdown();
-        }
-    });
-}
-
-/// One registry with the demo images, shared by every test of this file and
-/// shut down when the test process exits.
-fn demo_registry() -> &'static Registry {
-    let started = DEMO.get_or_init(|| {
-        let started = (|| {
-            let registry = Registry::start()?;
-            push_demo_images(&registry.client())?;
-            anyhow::Ok(registry)
-        })();
-        match started {
-            Ok(registry) => {
-                // SAFETY: registering a plain extern "C" fn with no captures.
-                unsafe {
-                    libc::atexit(shutdown_demo_registry);
-                }
-                Ok(registry)
-            }
-            Err(e) => Err(format!("{e:#}")),
-        }
-    });
-    match started {
-        Ok(r) => r,
-        Err(e) => panic!("starting the demo registry: {e}"),
-    }
-}
-
-/// `catalog/demo` of this repository.
-fn demo_catalog() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate is in the workspace")
-        .join("catalog/demo")
-}
 
 /// An app with one service on the demo web image and a volume of its own
 /// that the image has nothing for (so it starts empty).
@@ -85,103 +42,30 @@ const KEEPER: &str = "services:\n\
      volumes:\n\
      \x20 data:\n";
 
-/// A test's own bus and berthd, with the demo catalog added.
-struct Env {
-    cli: Cli,
-    // Dropped in this order, after `Drop for Env` ran: berthd, then its bus.
-    berthd: Berthd,
-    _bus: PrivateBus,
-    /// `127.0.0.1:PORT` of the demo registry.
-    registry: String,
-    /// Temp catalogs.
-    dirs: Vec<TestDir>,
+/// A test's own bus and berthd, with the demo catalog added, on the demo
+/// registry the tests of this file share; with the volume and bus helpers
+/// of these tests.
+struct Env(DemoEnv);
+
+impl Deref for Env {
+    type Target = DemoEnv;
+
+    fn deref(&self) -> &DemoEnv {
+        &self.0
+    }
+}
+
+impl DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut DemoEnv {
+        &mut self.0
+    }
 }
 
 fn start() -> Env {
-    let registry = demo_registry().host();
-    let bus = PrivateBus::start().expect("private bus");
-    let berthd = Berthd::start(&bus).expect("berthd");
-    let cli = berthd.cli().expect("cli").timeout(Duration::from_secs(240));
-    let env = Env {
-        cli,
-        berthd,
-        _bus: bus,
-        registry,
-        dirs: Vec::new(),
-    };
-    let set = format!("BERTH_DEMO_REGISTRY={}", env.registry);
-    let path = demo_catalog();
-    env.ok(&[
-        "catalog",
-        "add",
-        path.to_str().unwrap(),
-        "--name",
-        "demo",
-        "--set",
-        &set,
-    ]);
-    env
+    Env(DemoEnv::shared().expect("a berthd with the demo catalog"))
 }
 
 impl Env {
-    fn run(&self, args: &[&str]) -> CliOutput {
-        self.cli.run(args).unwrap()
-    }
-
-    /// `berth ARGS`, which must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        match self.cli.run(args).unwrap().ok() {
-            Ok(out) => out.stdout,
-            Err(e) => panic!("berth {}: {e:#}\n{}", args.join(" "), self.log_tail()),
-        }
-    }
-
-    /// `berth ARGS`, which must fail; stdout and stderr together.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.success(),
-            "berth {} succeeded:\n{}{}",
-            args.join(" "),
-            out.stdout,
-            out.stderr
-        );
-        format!("{}{}", out.stdout, out.stderr)
-    }
-
-    /// The last lines of berthd's log, for failure messages.
-    fn log_tail(&self) -> String {
-        let log = self.berthd.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let from = lines.len().saturating_sub(40);
-        format!("berthd's log (last lines):\n{}", lines[from..].join("\n"))
-    }
-
-    /// `berth install APP`, which must succeed; its stdout and stderr.
-    fn install(&self, app: &str) -> String {
-        let out = self.run(&["install", app]);
-        assert!(
-            out.success(),
-            "berth install {app} failed:\n{}{}\n{}",
-            out.stdout,
-            out.stderr,
-            self.log_tail()
-        );
-        format!("{}{}", out.stdout, out.stderr)
-    }
-
-    /// `berth uninstall APP --keep-data`, which must succeed.
-    fn uninstall_keeping_data(&self, app: &str) {
-        let out = self.run(&["uninstall", app, "--keep-data"]);
-        assert!(
-            out.success(),
-            "berth uninstall {app} --keep-data:\n{}{}\n{}",
-            out.stdout,
-            out.stderr,
-            self.log_tail()
-        );
-    }
-
     /// `berth volume ls --json`.
     fn volumes(&self) -> Vec<Value> {
         let out = self.ok(&["volume", "ls", "--json"]);
@@ -250,89 +134,6 @@ impl Env {
         err
     }
 
-    fn snapshot(&self) -> Snapshot {
-        Snapshot::take(&self.berthd).expect("snapshot")
-    }
-
-    /// This berthd's scope, knowing every id its log mentions.
-    fn scope(&self) -> Scope {
-        let mut scope = Scope::for_berthd(&self.berthd);
-        scope.learn_text(&self.berthd.log());
-        scope
-    }
-
-    /// Nothing new since `before` that belongs to this berthd (`extra`
-    /// adds what a crashed berthd made), within a few seconds: a process
-    /// on its way out is given the time to go.
-    fn assert_nothing_new(&self, before: &Snapshot, extra: &Scope, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut scope = self.scope();
-            scope.ids.extend(extra.ids.iter().cloned());
-            scope.networks.extend(extra.networks.iter().cloned());
-            scope.berthd_pids.extend(extra.berthd_pids.iter().copied());
-            let diff = Snapshot::diff_detailed(before, &self.snapshot(), &scope);
-            if diff.ours.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} left (berthd is pid {}):\n  {}\n(not attributed to this berthd, for \
-                 information: {:?})\n{}",
-                self.berthd.pid(),
-                diff.ours.join("\n  "),
-                diff.unattributed,
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// `berth doctor --dry-run` finds nothing.
-    fn assert_doctor_clean(&self, what: &str) {
-        let out = self.run(&["doctor", "--dry-run"]);
-        let text = format!("{}{}", out.stdout, out.stderr);
-        let t = text.to_lowercase();
-        assert!(
-            out.success() && t.contains("nothing is left") && !t.contains("remaining:"),
-            "berth doctor --dry-run after {what}:\n{text}\n{}",
-            self.log_tail()
-        );
-    }
-
-    /// A catalog in a temp dir with `apps` (id → compose.yaml), added as
-    /// `name` with the demo registry's variable.
-    fn temp_catalog(&mut self, name: &str, apps: &[(&str, &str)]) {
-        let dir = TestDir::new("berth-storage-catalog-").unwrap();
-        let icon = std::fs::read(demo_catalog().join("hello/icon.svg")).unwrap();
-        for (id, compose) in apps {
-            let app = dir.join(id);
-            std::fs::create_dir_all(&app).unwrap();
-            std::fs::write(
-                app.join("app.toml"),
-                format!(
-                    "id = \"{id}\"\ntitle = \"{id}\"\nversion = \"1\"\n\
-                     description = \"A test app.\"\ncategory = \"demo\"\n\
-                     icon = \"icon.svg\"\nopen = {{ service = \"web\", port = 8080 }}\n"
-                ),
-            )
-            .unwrap();
-            std::fs::write(app.join("compose.yaml"), compose).unwrap();
-            std::fs::write(app.join("icon.svg"), &icon).unwrap();
-        }
-        let set = format!("BERTH_DEMO_REGISTRY={}", self.registry);
-        self.ok(&[
-            "catalog",
-            "add",
-            dir.path().to_str().unwrap(),
-            "--name",
-            name,
-            "--set",
-            &set,
-        ]);
-        self.dirs.push(dir);
-    }
-
     /// `<root>/volumes/NAME`.
     fn volume_dir(&self, name: &str) -> PathBuf {
         self.berthd.root().join("volumes").join(name)
@@ -355,39 +156,6 @@ impl Env {
             "{name} is still listed: {:?}",
             self.volumes()
         );
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // A test that failed may have left berthd dead (crash tests).
-        if !self.berthd.is_running() {
-            if let Err(e) = self.berthd.restart() {
-                eprintln!("storage test cleanup: restarting berthd: {e:#}");
-            }
-        }
-        if let Ok(out) = self.cli.run(&["apps", "--format", "json"]) {
-            let ids: Vec<String> = serde_json::from_str::<Value>(&out.stdout)
-                .ok()
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|a| a["id"].as_str().map(str::to_string))
-                .collect();
-            for id in ids {
-                let _ = self.cli.run(&["uninstall", &id, "--delete-data"]);
-            }
-        }
-        let _ = self.cli.run(&["volume", "prune"]);
-        if let Ok(out) = self.cli.run(&["ps", "-aq"]) {
-            for id in out.stdout.split_whitespace() {
-                let _ = self.cli.run(&["rm", "-f", id]);
-            }
-        }
-        // Links and tables outlive berthd and its directories.
-        for line in sweep_network(&self.scope()) {
-            eprintln!("storage test cleanup: {line}");
-        }
     }
 }
 
@@ -419,7 +187,7 @@ fn volumes_and_images_name_their_users_and_kept_data_is_pruned() {
     let env = start();
     let before = env.snapshot();
 
-    env.install("hello");
+    env.install("hello", &[]);
     let v = env.volume("hello_site").expect("hello's volume is listed");
     assert_eq!(v["app"], "hello", "{v}");
     assert_eq!(v["kept"], false, "{v}");
@@ -527,12 +295,13 @@ fn volumes_and_images_name_their_users_and_kept_data_is_pruned() {
 #[test]
 fn volume_ls_rm_and_prune_from_the_command_line() {
     let mut env = start();
-    env.temp_catalog("test-storage", &[("keeper", KEEPER)]);
+    env.temp_catalog("test-storage", &[("keeper", KEEPER)])
+        .unwrap();
     let before = env.snapshot();
 
-    env.install("hello");
+    env.install("hello", &[]);
     env.uninstall_keeping_data("hello");
-    env.install("keeper");
+    env.install("keeper", &[]);
 
     let table = env.ok(&["volume", "ls"]);
     let kept = table_row(&table, "hello_site");
@@ -562,7 +331,8 @@ fn volume_ls_rm_and_prune_from_the_command_line() {
     assert_eq!(out, "No kept volumes to remove\n");
 
     // The next install of hello finds nothing kept.
-    let said = env.install("hello");
+    let out = env.install("hello", &[]);
+    let said = format!("{}{}", out.stdout, out.stderr);
     assert!(!said.contains("hello_site"), "{said}");
 
     // `rm` deletes one kept volume; a second time there is none.
@@ -588,24 +358,11 @@ fn a_crash_while_deleting_a_volume_is_finished_at_the_next_start() {
     let mut env = start();
     let before = env.snapshot();
     for point in ["volume-renamed", "volume-forgotten"] {
-        env.install("hello");
+        env.install("hello", &[]);
         env.uninstall_keeping_data("hello");
         assert!(env.volume("hello_site").is_some());
 
-        env.berthd
-            .restart_with_env(&[("BERTH_CRASH_AT", point)])
-            .unwrap();
-        let crashed = env.berthd.pid();
-        let out = env.run(&["volume", "rm", "hello_site"]);
-        assert!(
-            env.berthd.wait_exit(Duration::from_secs(30)).unwrap(),
-            "{point}: berthd did not crash (berth volume rm said {out:?})\n{}",
-            env.log_tail()
-        );
-        assert!(!out.success(), "{point}: {out:?}");
-        let mut wreck = Scope::for_snapshot(&env.snapshot());
-        wreck.berthd(crashed);
-        env.berthd.restart().unwrap();
+        let wreck = env.crash_at(point, &["volume", "rm", "hello_site"]);
 
         env.assert_volume_gone("hello_site");
         env.assert_doctor_clean(&format!("a crash at {point}"));
