@@ -33,6 +33,47 @@ berth_need_cargo() {
     fi
 }
 
+# Node.js for building the window's page (Vite, TypeScript) and testing
+# its logic (Vitest): Debian 12's 18.x will do. Installed only if no node
+# is there.
+berth_need_node() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        berth_apt_install nodejs npm
+    fi
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]')
+    if [ "$major" -lt 18 ]; then
+        echo "Node.js $(node --version) is too old for building Berth's window; install Node.js 18 or newer" >&2
+        exit 1
+    fi
+}
+
+# Build the page into ui/dist (the window embeds it when it is compiled).
+# npm's packages are fetched again only when package-lock.json changed.
+berth_build_ui() {
+    (
+        cd ui
+        if ! [ node_modules/.package-lock.json -nt package-lock.json ]; then
+            echo "==> fetching the page's npm packages"
+            npm ci --no-audit --no-fund --loglevel=error
+        fi
+        echo "==> building the page"
+        npm run --silent build -- --logLevel warn
+    )
+}
+
+# tauri-driver: the WebDriver server the window's end-to-end tests drive
+# it through (in front of WebKitGTK's WebKitWebDriver).
+berth_need_tauri_driver() {
+    if ! command -v tauri-driver >/dev/null 2>&1; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! command -v tauri-driver >/dev/null 2>&1; then
+        echo "==> installing tauri-driver"
+        cargo install tauri-driver --locked --quiet
+    fi
+}
+
 # Packages for running berthd and the demo registry.
 # nftables: the firewall of app networks (NAT, isolation, published ports).
 BERTH_RUN_PACKAGES=(ca-certificates curl dbus pkg-config gcc make util-linux
@@ -41,6 +82,12 @@ BERTH_RUN_PACKAGES=(ca-certificates curl dbus pkg-config gcc make util-linux
 # iproute2: the network tests build an "outside" host and inspect links with ip.
 BERTH_TEST_PACKAGES=("${BERTH_RUN_PACKAGES[@]}" openssl apache2-utils skopeo umoci procps bc runc crun
                      iproute2)
+# Packages the window needs to build (WebKitGTK, GTK, their headers) and,
+# for its tests, a display without a screen (Xvfb) and WebKitGTK's
+# WebDriver server (webkit2gtk-driver).
+BERTH_GUI_PACKAGES=(build-essential libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libssl-dev
+                    xdg-utils)
+BERTH_GUI_TEST_PACKAGES=("${BERTH_GUI_PACKAGES[@]}" xvfb xauth webkit2gtk-driver)
 # What bench/apps.sh compares Berth's app install with: Debian's Docker
 # (dockerd, containerd, runc, docker-proxy) and Compose (v1, the one Debian 12 has).
 BERTH_COMPOSE_BENCH_PACKAGES=(docker.io docker-compose)

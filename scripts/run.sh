@@ -70,8 +70,35 @@ else
     app=hello-api
 fi
 berth catalog list
+
+# The window, where there is a display to show it on (or when asked to
+# build it anyway with BERTH_BUILD_WINDOW=1).
+display="${DISPLAY:-}${WAYLAND_DISPLAY:-}"
+if [ -n "$display" ] || [ "${BERTH_BUILD_WINDOW:-}" = 1 ]; then
+    berth_apt_install "${BERTH_GUI_PACKAGES[@]}"
+    berth_need_node
+    berth_build_ui
+    echo "==> building the window (release)"
+    cargo build --release -q -p berth-app
+fi
+if [ -n "$display" ]; then
+    # sudo keeps DISPLAY, but not always the user's X cookie or Wayland dir.
+    if [ -n "${SUDO_USER:-}" ]; then
+        home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+        export XAUTHORITY="${XAUTHORITY:-$home/.Xauthority}"
+        if [ -n "${WAYLAND_DISPLAY:-}" ]; then
+            export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/run/user/${SUDO_UID:-0}}"
+        fi
+    fi
+    nohup "$bin/berth-app" > "$run/window.log" 2>&1 &
+    echo "==> Berth's window is open (log: $run/window.log)"
+    echo "    open it again with: DBUS_SYSTEM_BUS_ADDRESS=$bus_address $bin/berth-app"
+    echo "Berth is running. The command line works too:"
+else
+    echo "Berth is running. No display here, so use the command line"
+    echo "(on a desktop, this script also opens Berth's window):"
+fi
 cat <<MSG
-Berth is running. No display here, so use the command line:
     export DBUS_SYSTEM_BUS_ADDRESS=$bus_address
     export PATH=$bin:\$PATH
     berth catalog apps                  # what can be installed

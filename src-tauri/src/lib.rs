@@ -53,6 +53,7 @@ pub fn run_app<R: Runtime>(builder: Builder<R>) -> Builder<R> {
             storage::remove_volume,
             storage::prune_volumes,
             ready,
+            start_view,
         ])
         .setup(|app| {
             status::spawn_watcher(app.handle().clone());
@@ -74,6 +75,13 @@ fn ready() {
             let _ = std::fs::rename(&tmp, &path);
         }
     }
+}
+
+/// The view to open first: `BERTH_APP_VIEW` (`catalog`, `installed`,
+/// `storage`, or `app:<id>` for an app's details), else the catalog.
+#[tauri::command]
+fn start_view() -> String {
+    std::env::var("BERTH_APP_VIEW").unwrap_or_else(|_| "catalog".into())
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings).

@@ -53,6 +53,7 @@ export const api = {
   removeVolume: (name: string) => invoke<void>("remove_volume", { name }),
   pruneVolumes: () => invoke<VolumePruneReport>("prune_volumes"),
   ready: () => invoke<void>("ready"),
+  startView: () => invoke<string>("start_view"),
 };
 
 function channel<T>(f: (e: T) => void): Channel<T> {

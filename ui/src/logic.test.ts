@@ -4,7 +4,7 @@ import type { CatalogApp } from "./bindings/CatalogApp";
 import type { Sample } from "./bindings/Sample";
 import {
   advanceJob, ago, auditMessage, cardState, categories, formatBytes, jobFraction, layerLine,
-  mergeSamples, newJob, formatPercent, searchApps, toSeries, HISTORY_SECONDS,
+  mergeSamples, newJob, formatPercent, parseView, searchApps, toSeries, HISTORY_SECONDS,
 } from "./logic";
 
 const app = (id: string, title: string, description: string, category: string): CatalogApp => ({
@@ -97,7 +97,7 @@ describe("card button", () => {
 describe("audit", () => {
   it("says nothing is left, or exactly what is", () => {
     const clean = auditMessage({ clean: true, checked: ["mounts"], remaining: [], repaired: [], kept: [] });
-    expect(clean).toEqual({ ok: true, title: "Removed — nothing left on this computer", lines: [] });
+    expect(clean).toEqual({ ok: true, title: "Removed — nothing left on this computer", lines: ["Checked: mounts."] });
     const kept = auditMessage({ clean: true, checked: [], remaining: [], repaired: [], kept: ["hello_site (/var/x)"] });
     expect(kept.lines).toEqual(["Kept on purpose: hello_site (/var/x)"]);
     const dirty = auditMessage({ clean: false, checked: [], remaining: ["mount /run/x", "link bv-1"], repaired: [], kept: [] });
@@ -128,5 +128,15 @@ describe("graph series", () => {
     expect(s.write).toEqual([0, 2000, 0]);
     expect(s.cpu).toEqual([5, 7, 0]);
     expect(s.memoryLimit).toEqual([1000, 1000, null]);
+  });
+});
+
+describe("start view", () => {
+  it("reads a view's name, and falls back to the catalog", () => {
+    expect(parseView("app:hello")).toEqual({ name: "app", id: "hello" });
+    expect(parseView("storage")).toEqual({ name: "storage" });
+    expect(parseView("installed")).toEqual({ name: "installed" });
+    expect(parseView("app:")).toEqual({ name: "catalog" });
+    expect(parseView("nonsense")).toEqual({ name: "catalog" });
   });
 });

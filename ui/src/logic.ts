@@ -122,7 +122,8 @@ export function capitalize(s: string): string {
 /** What the window says after a remove. */
 export function auditMessage(r: AuditReport): { ok: boolean; title: string; lines: string[] } {
   if (r.clean) {
-    const lines = r.kept.length ? ["Kept on purpose: " + r.kept.join(", ")] : [];
+    const lines = r.checked.length ? [`Checked: ${r.checked.join(", ")}.`] : [];
+    if (r.kept.length) lines.push(`Kept on purpose: ${r.kept.join(", ")}`);
     return { ok: true, title: "Removed — nothing left on this computer", lines };
   }
   return { ok: false, title: `Removed, but ${r.remaining.length} thing${r.remaining.length === 1 ? "" : "s"} remain`, lines: r.remaining };
@@ -188,4 +189,14 @@ export function ago(seconds: number, nowSeconds: number): string {
     }
   }
   return "just now";
+}
+
+/** Where the window is. */
+export type View = { name: "catalog" } | { name: "installed" } | { name: "storage" } | { name: "app"; id: string };
+
+/** A view from its name: `catalog`, `installed`, `storage` or `app:<id>`. */
+export function parseView(v: string): View {
+  if (v.startsWith("app:") && v.length > 4) return { name: "app", id: v.slice(4) };
+  if (v === "installed" || v === "storage") return { name: v };
+  return { name: "catalog" };
 }

@@ -16,13 +16,13 @@ import type { JobEvent } from "./bindings/JobEvent";
 import type { UiError } from "./bindings/UiError";
 import { ErrorNote } from "./components";
 import { useSubscription } from "./hooks";
-import { advanceJob, newJob, type JobView } from "./logic";
+import { advanceJob, newJob, parseView, type JobView, type View } from "./logic";
 import { CatalogView } from "./views/Catalog";
 import { DetailView } from "./views/Detail";
 import { InstalledView } from "./views/Installed";
 import { StorageView } from "./views/Storage";
 
-export type View = { name: "catalog" } | { name: "installed" } | { name: "storage" } | { name: "app"; id: string };
+export type { View } from "./logic";
 
 /** What the window last learnt about an app from a finished job. */
 export type Notice =
@@ -56,6 +56,7 @@ function App() {
 
   // berthd's status: asked once, then pushed by the app on every change.
   useEffect(() => {
+    api.startView().then((v) => go(parseView(v)), () => {});
     api.helperStatus().then(setStatus);
     const off = api.onHelperStatus(setStatus);
     return () => void off.then((f) => f());

@@ -8,7 +8,7 @@ import type { LogLine } from "../bindings/LogLine";
 import type { Sample } from "../bindings/Sample";
 import { Chart } from "../Chart";
 import { Empty, StateBadge } from "../components";
-import { formatBytes, formatPercent, formatRate, mergeSamples, toSeries } from "../logic";
+import { formatBytes, formatPercent, formatRate, mergeSamples, toSeries, type Series } from "../logic";
 import type { Store } from "../main";
 
 const MAX_LOG_LINES = 1000;
@@ -87,64 +87,61 @@ export function DetailView({ store, id }: { store: Store; id: string }) {
         </p>
       )}
       <div class="charts">
-        <Chart
-          title="CPU"
-          testid="chart-cpu"
-          now={now}
-          lines={[{ label: "CPU", color: "#3b82f6" }]}
-          data={[series.time, series.cpu]}
-          format={formatPercent}
-          floor={1}
-        />
-        <Chart
-          title="Memory"
-          testid="chart-memory"
-          now={now}
-          lines={[
-            { label: "used", color: "#8b5cf6" },
-            { label: "limit", color: "#ef4444", dash: true },
-          ]}
-          data={[series.time, series.memory, series.memoryLimit]}
-          format={formatBytes}
-          floor={1_000_000}
-        />
-        <Chart
-          title="Network"
-          testid="chart-network"
-          now={now}
-          lines={[
-            { label: "received", color: "#10b981" },
-            { label: "sent", color: "#f59e0b" },
-          ]}
-          data={[series.time, series.rx, series.tx]}
-          format={formatRate}
-          floor={1000}
-        />
-        <Chart
-          title="Disk"
-          testid="chart-disk"
-          now={now}
-          lines={[
-            { label: "read", color: "#06b6d4" },
-            { label: "written", color: "#ec4899" },
-          ]}
-          data={[series.time, series.read, series.write]}
-          format={formatRate}
-          floor={1000}
-        />
-        <Chart
-          title="Processes"
-          testid="chart-pids"
-          now={now}
-          lines={[{ label: "processes", color: "#64748b" }]}
-          data={[series.time, series.pids]}
-          format={(v) => (Number.isInteger(v) ? String(v) : "")}
-          floor={4}
-        />
+        {charts(series).map((c) => (
+          <Chart key={c.id} testid={`chart-${c.id}`} now={now} {...c} data={[series.time, ...c.columns]} />
+        ))}
       </div>
       {svc?.container_id && <Logs key={svc.container_id} container={svc.container_id} service={svc.name} />}
     </section>
   );
+}
+
+/** The graphs of one service, over the same time axis. */
+function charts(s: Series) {
+  return [
+    { id: "cpu", title: "CPU", lines: [{ label: "CPU", color: "#3b82f6" }], columns: [s.cpu], format: formatPercent, floor: 1 },
+    {
+      id: "memory",
+      title: "Memory",
+      lines: [
+        { label: "used", color: "#8b5cf6" },
+        { label: "limit", color: "#ef4444", dash: true },
+      ],
+      columns: [s.memory, s.memoryLimit],
+      format: formatBytes,
+      floor: 1_000_000,
+    },
+    {
+      id: "network",
+      title: "Network",
+      lines: [
+        { label: "received", color: "#10b981" },
+        { label: "sent", color: "#f59e0b" },
+      ],
+      columns: [s.rx, s.tx],
+      format: formatRate,
+      floor: 1000,
+    },
+    {
+      id: "disk",
+      title: "Disk",
+      lines: [
+        { label: "read", color: "#06b6d4" },
+        { label: "written", color: "#ec4899" },
+      ],
+      columns: [s.read, s.write],
+      format: formatRate,
+      floor: 1000,
+    },
+    {
+      id: "pids",
+      title: "Processes",
+      lines: [{ label: "processes", color: "#64748b" }],
+      columns: [s.pids],
+      format: (v: number) => (Number.isInteger(v) ? String(v) : ""),
+      floor: 4,
+    },
+  ];
 }
 
 function Logs({ container, service }: { container: string; service: string }) {
