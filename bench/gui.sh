@@ -95,14 +95,16 @@ mem_kb() {   # PID FIELD
     echo "$total"
 }
 
-# Launch BINARY with VIEW; print "START_MS PSS_KB RSS_KB PROCESSES".
+# Launch BINARY with VIEW and the environment ENV...; print
+# "START_MS PSS_KB RSS_KB PROCESSES".
 measure() {
     local binary=$1 view=$2 ready="$work/ready" t0 t1 pid n
+    shift 2
     rm -f "$ready"
     sync
     echo 3 > /proc/sys/vm/drop_caches
     t0=$(( $(now) / 1000000 ))
-    env DISPLAY="$display" NO_AT_BRIDGE=1 BERTH_APP_READY_FILE="$ready" BERTH_APP_VIEW="$view" \
+    env DISPLAY="$display" NO_AT_BRIDGE=1 BERTH_APP_READY_FILE="$ready" BERTH_APP_VIEW="$view" "$@" \
         "$binary" > "$work/window.log" 2>&1 &
     pid=$!
     for _ in $(seq 600); do [ -s "$ready" ] && break; sleep 0.05; done
@@ -117,38 +119,48 @@ measure() {
 
 berth_app="$bin/berth-app"
 empty="$bin/berth-bench-empty-window"
-b_start=(); b_pss=(); b_rss=(); e_start=(); e_pss=(); e_rss=()
+# What Berth's window sets for WebKit by itself (src-tauri/src/webview.rs),
+# given to the empty window too for a third column.
+tuned=(JSC_useJIT=false)
+ls /dev/dri/renderD* >/dev/null 2>&1 || tuned+=(WEBKIT_SKIA_ENABLE_CPU_RENDERING=1)
+b_start=(); b_pss=(); b_rss=(); e_start=(); e_pss=(); e_rss=(); t_start=(); t_pss=(); t_rss=()
 # One untimed start of each first: the first start of a build also makes
 # WebKit's caches under the home directory.
 measure "$berth_app" catalog >/dev/null
 measure "$empty" catalog >/dev/null
 for r in $(seq "$runs"); do
-    order=("berth" "empty")
-    [ $((r % 2)) = 0 ] && order=("empty" "berth")
+    order=("berth" "empty" "tuned")
+    [ $((r % 2)) = 0 ] && order=("tuned" "empty" "berth")
     for w in "${order[@]}"; do
         if [ "$w" = berth ]; then
             read -r start _ _ _ < <(measure "$berth_app" catalog)
             read -r _ pss rss n < <(measure "$berth_app" app:hello-api)
             b_start+=("$start"); b_pss+=("$pss"); b_rss+=("$rss")
-        else
+        elif [ "$w" = empty ]; then
             read -r start pss rss n < <(measure "$empty" catalog)
             e_start+=("$start"); e_pss+=("$pss"); e_rss+=("$rss")
+        else
+            read -r start pss rss n < <(measure "$empty" catalog "${tuned[@]}")
+            t_start+=("$start"); t_pss+=("$pss"); t_rss+=("$rss")
         fi
         echo "    round $r $w: start ${start} ms, PSS $((pss / 1024)) MB, RSS $((rss / 1024)) MB, $n processes"
     done
 done
 
-ratio() { echo "scale=2; $1 / $2" | bc; }
+ratio() { echo "scale=2; $1 / $2" | bc | sed 's/^\./0./'; }
 bs=$(median "${b_start[@]}"); es=$(median "${e_start[@]}")
 bp=$(median "${b_pss[@]}"); ep=$(median "${e_pss[@]}")
 br=$(median "${b_rss[@]}"); er=$(median "${e_rss[@]}")
+ts=$(median "${t_start[@]}"); tp=$(median "${t_pss[@]}"); tr=$(median "${t_rss[@]}")
+secs() { echo "scale=2; $1 / 1000" | bc | sed 's/^\./0./'; }
 cat <<TABLE
 
-| median of $runs | Berth's window | empty Tauri 2 window | ratio |
-|---|---|---|---|
-| cold start to catalog visible | $(echo "scale=2; $bs / 1000" | bc) s | $(echo "scale=2; $es / 1000" | bc) s | $(ratio "$bs" "$es") × |
-| PSS, app + WebKit processes | $((bp / 1024)) MB | $((ep / 1024)) MB | $(ratio "$bp" "$ep") × |
-| RSS, app + WebKit processes | $((br / 1024)) MB | $((er / 1024)) MB | $(ratio "$br" "$er") × |
+| median of $runs | Berth's window | empty Tauri 2 window | ratio | empty window, Berth's WebKit settings | ratio |
+|---|---|---|---|---|---|
+| cold start to catalog visible | $(secs "$bs") s | $(secs "$es") s | $(ratio "$bs" "$es") × | $(secs "$ts") s | $(ratio "$bs" "$ts") × |
+| PSS, app + WebKit processes | $((bp / 1024)) MB | $((ep / 1024)) MB | $(ratio "$bp" "$ep") × | $((tp / 1024)) MB | $(ratio "$bp" "$tp") × |
+| RSS, app + WebKit processes | $((br / 1024)) MB | $((er / 1024)) MB | $(ratio "$br" "$er") × | $((tr / 1024)) MB | $(ratio "$br" "$tr") × |
 
 Berth's memory is taken with ${#apps[@]} apps installed and hello-api's detail view open.
+Berth's WebKit settings here: ${tuned[*]}.
 TABLE

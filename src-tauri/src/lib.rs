@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod helper;
 mod icons;
+pub mod webview;
 
 use tauri::{Builder, Runtime};
 
