@@ -55,7 +55,11 @@ berth_build_ui() {
         cd ui
         if ! [ node_modules/.package-lock.json -nt package-lock.json ]; then
             echo "==> fetching the page's npm packages"
-            npm ci --no-audit --no-fund --loglevel=error
+            # `npm install` with the lock file installs its versions. Not
+            # `npm ci`: npm 11 writes lock files without the other
+            # platforms' optional packages (rollup's), and `npm ci` then
+            # calls the lock file out of sync.
+            npm install --no-audit --no-fund --loglevel=error
         fi
         echo "==> building the page"
         npm run --silent build -- --logLevel warn

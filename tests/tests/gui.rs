@@ -215,8 +215,13 @@ fn a_person_installs_watches_and_removes_an_app() {
         )
         .unwrap_or_else(|e| fail("the graphs stayed empty", e));
     }
-    // Let a few more seconds of history draw before the picture.
-    std::thread::sleep(Duration::from_secs(4));
+    // A few more seconds of history, with some visits to the page so the
+    // network graph and the log have something to show in the picture.
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < until {
+        let _ = http::get(&url);
+        std::thread::sleep(Duration::from_millis(150));
+    }
     s.screenshot(&shots.join("detail.png")).unwrap();
 
     // Storage: the image is used by hello's container, its volume is listed.

@@ -69,7 +69,10 @@ export function Chart({ title, lines, data, format, testid, now, floor }: {
     const p = plot.current;
     if (!p) return;
     p.setData(data as uPlot.AlignedData, false);
-    p.setScale("x", { min: now - 600, max: now });
+    // From the first sample (at least a minute back) to now, at most the
+    // ten minutes berthd keeps: a new app's graph fills its width.
+    const first = (data[0]?.[0] as number | undefined) ?? now;
+    p.setScale("x", { min: Math.max(now - 600, Math.min(first, now - 60)), max: now });
   }, [data, now]);
 
   const points = data[0]?.length ?? 0;
