@@ -369,7 +369,7 @@ fn assert_job(events: &[Value], job: &Value, what: &str) -> Value {
 #[test]
 fn commands_drive_a_real_berthd() {
     let _serial = serial();
-    let env = Env::start();
+    let mut env = Env::start();
     let w = &env.window;
     let long = Duration::from_secs(240);
 
@@ -660,5 +660,46 @@ fn commands_drive_a_real_berthd() {
     );
     let e = w.err("app_info", json!({ "app": "hello" }));
     assert_eq!(e["kind"], "not_found", "{e}");
+
+    // cancel_job: an install stuck on a registry that accepts connections
+    // and never answers ends as cancelled, with nothing installed.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let compose = format!(
+        "services:\n  web:\n    image: 127.0.0.1:{port}/demo/web:latest\n    ports:\n      - \"8080\"\n"
+    );
+    env.demo
+        .temp_catalog("stuck", &[("stuck", compose.as_str())])
+        .unwrap();
+    let (on_event, events) = w.router.channel("install_app stuck");
+    let job = w.ok(
+        "install_app",
+        json!({ "app": "stuck", "onEvent": on_event }),
+    );
+    // Hold the connection berthd makes, so the pull waits.
+    silent.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let _held = loop {
+        match silent.accept() {
+            Ok((conn, _)) => break conn,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!(
+                "berthd never connected to the silent registry ({e}): {:?}\n{}",
+                events.drain(),
+                env.demo.log_tail()
+            ),
+        }
+    };
+    assert_eq!(
+        events
+            .next(Duration::from_secs(5))
+            .map(|e| e["event"].clone()),
+        Some(json!("started"))
+    );
+    w.ok("cancel_job", json!({ "job": job }));
+    let seen = events.until("finished", long);
+    let end = &seen.last().unwrap()["data"];
+    assert_eq!(end["error"]["kind"], "cancelled", "{end}");
+    assert_eq!(w.ok("installed_apps", json!({})), json!([]));
     assert_eq!(w.subscriptions(), 0);
 }

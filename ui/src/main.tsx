@@ -31,6 +31,8 @@ export type Notice =
   | { kind: "error"; error: UiError };
 
 export interface Store {
+  /** berthd answers; while it does not, the lists are not to be trusted. */
+  up: boolean;
   catalog: CatalogApp[];
   installed: AppInfo[];
   jobs: Record<string, JobView>;
@@ -73,7 +75,8 @@ function App() {
   useSubscription(
     () =>
       api.watchApps((e) => {
-        if (e.event === "apps") setInstalled(e.data.apps);
+        // While berthd cannot be reached, show no stale list.
+        setInstalled(e.event === "apps" ? e.data.apps : []);
       }),
     (e) => setError(asUiError(e)),
     [],
@@ -129,6 +132,7 @@ function App() {
   };
 
   const store: Store = {
+    up,
     catalog,
     installed,
     jobs,

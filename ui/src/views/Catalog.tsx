@@ -35,7 +35,7 @@ export function CatalogView({ store }: { store: Store }) {
         ))}
       </div>
       {store.catalog.length === 0 ? (
-        <Empty>No catalog yet. Add one with <code>berth catalog add DIR</code>.</Empty>
+        store.up && <Empty>No catalog yet. Add one with <code>berth catalog add DIR</code>.</Empty>
       ) : shown.length === 0 ? (
         <Empty>No app matches “{query}”.</Empty>
       ) : (

@@ -21,7 +21,7 @@ export function InstalledView({ store }: { store: Store }) {
       {audits.map(([id, n]) => (
         <AuditNote key={id} app={id} notice={n as Extract<Notice, { kind: "audit" }>} onClose={() => store.dismiss(id)} />
       ))}
-      {store.installed.length === 0 ? (
+      {!store.up ? null : store.installed.length === 0 ? (
         <Empty>
           Nothing installed yet.{" "}
           <button class="link" onClick={() => store.go({ name: "catalog" })}>
