@@ -92,7 +92,29 @@ impl Driver {
     /// Start it with `env` added to its (and so the app's) environment;
     /// its output goes to `log`.
     pub fn start(display: &Display, env: &[(&str, &str)], log: &Path) -> Result<Driver> {
-        let tauri_driver = which("tauri-driver")
+        Driver::start_inner(display, env, log, None)
+    }
+
+    /// Start it, and so the app, as the user `uid`:`gid` with `home` as
+    /// its home (owned by that user; a copy of tauri-driver is put there,
+    /// since root's `~/.cargo/bin` is usually out of other users' reach).
+    pub fn start_as(
+        display: &Display,
+        env: &[(&str, &str)],
+        log: &Path,
+        (uid, gid): (u32, u32),
+        home: &Path,
+    ) -> Result<Driver> {
+        Driver::start_inner(display, env, log, Some((uid, gid, home)))
+    }
+
+    fn start_inner(
+        display: &Display,
+        env: &[(&str, &str)],
+        log: &Path,
+        user: Option<(u32, u32, &Path)>,
+    ) -> Result<Driver> {
+        let mut tauri_driver = which("tauri-driver")
             .or_else(|_| {
                 let home = std::env::var_os("HOME").context("HOME is not set")?;
                 let p = PathBuf::from(home).join(".cargo/bin/tauri-driver");
@@ -109,7 +131,30 @@ impl Driver {
         let native_port = crate::free_port()?;
         let out =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        if let Some((uid, gid, home)) = user {
+            let copy = home.join("tauri-driver");
+            std::fs::copy(&tauri_driver, &copy).context("copying tauri-driver")?;
+            let runtime = home.join("runtime");
+            std::fs::create_dir_all(&runtime)?;
+            for p in [home, copy.as_path(), runtime.as_path()] {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                    .with_context(|| format!("giving {} to {uid}", p.display()))?;
+            }
+            std::fs::set_permissions(
+                &runtime,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )?;
+            tauri_driver = copy;
+        }
         let mut cmd = Command::new(tauri_driver);
+        if let Some((uid, gid, home)) = user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid)
+                .gid(gid)
+                .env("HOME", home)
+                .env("XDG_RUNTIME_DIR", home.join("runtime"))
+                .current_dir(home);
+        }
         cmd.args(["--port", &port.to_string()])
             .args(["--native-port", &native_port.to_string()])
             .arg("--native-driver")

@@ -312,3 +312,44 @@ fn a_person_installs_watches_and_removes_an_app() {
     );
     s.screenshot(&shots.join("catalog-dark.png")).unwrap();
 }
+
+/// A user berthd does not let change anything (not root, no polkit here,
+/// not in group `berth`) clicks Install: the window says so, and how to get
+/// the right, and nothing is installed.
+#[test]
+fn a_user_without_rights_is_told_how_to_get_them() {
+    let env = DemoEnv::start().expect("a berthd with the demo catalog");
+    let shots = screenshots();
+    let display = Display::start(1280, 800).expect("Xvfb");
+    let home = TestDir::new("gui-nobody").expect("temp dir");
+    let logs = TestDir::new("gui-logs").expect("temp dir");
+    // nobody:nogroup, as the kit's `Cli::run_as_nobody`.
+    let driver = Driver::start_as(
+        &display,
+        &[("DBUS_SYSTEM_BUS_ADDRESS", env.berthd.bus_address())],
+        &logs.path().join("tauri-driver.log"),
+        (65534, 65534),
+        home.path(),
+    )
+    .expect("tauri-driver as nobody");
+    let app = find_binary("berth-app", "BERTH_APP").expect("berth-app");
+    let s = driver.session(&app).expect("a session with the app");
+    s.set_size(1280, 800).ok();
+    // Reading is open to everyone: the catalog shows.
+    s.wait_for(&testid("card-hello"), LONG)
+        .unwrap_or_else(|e| panic!("no catalog for nobody: {e:#}\n{}", driver.log()));
+    s.click_on(&testid("action-hello")).unwrap();
+    let note = s
+        .wait_for(
+            &format!("{} {}", testid("card-hello"), testid("error-note")),
+            LONG,
+        )
+        .unwrap_or_else(|e| panic!("no refusal shown: {e:#}\n{}", driver.log()));
+    let text = s.text(&note).unwrap();
+    assert!(text.contains("`berth` group"), "no fix in: {text}");
+    // The progress bar the click showed has gone (no job was started).
+    s.wait_gone(&testid("progress-hello"), SHORT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.screenshot(&shots.join("not-authorized.png")).unwrap();
+    assert!(env.apps().is_empty(), "installed anyway: {:?}", env.apps());
+}
