@@ -35,6 +35,7 @@ use super::manager::{state_err, AppManager};
 use super::{App, Error, Result};
 use crate::cancel::Cancel;
 use crate::ledger::Resource;
+use crate::network::nft;
 use crate::state::AppRecord;
 
 /// How long `start` waits for an app to answer.
@@ -430,8 +431,9 @@ impl AppManager {
         })
     }
 
-    /// What `berth apps` shows of one app.
-    pub(super) fn info_of(&self, a: &AppRecord) -> AppInfo {
+    /// What `berth apps` shows of one app; its ports as `firewall` has
+    /// them ([`crate::network::Networks::firewall`]).
+    pub(super) fn info_of(&self, a: &AppRecord, firewall: &nft::Ruleset) -> AppInfo {
         let mut info = AppInfo {
             id: a.id.clone(),
             catalog: a.catalog.clone(),
@@ -455,7 +457,7 @@ impl AppManager {
                     .collect()
             })
             .unwrap_or_default();
-        let published = self.inner.networks.published(&a.id).unwrap_or_default();
+        let published = self.inner.networks.published_in(firewall, &a.id);
         let overrides = serde_json::from_str::<berth_api::InstallOptions>(&a.options)
             .ok()
             .and_then(|o| super::install::port_overrides(&app, &o).ok())

@@ -293,7 +293,9 @@ impl AppManager {
     /// 0 for the caller, who has the samples).
     pub fn list(&self) -> Result<Vec<AppInfo>> {
         let apps = self.db().apps().map_err(state_err)?;
-        Ok(apps.iter().map(|a| self.info_of(a)).collect())
+        // One `nft` for every app's ports: the window lists apps each second.
+        let firewall = self.inner.networks.firewall().unwrap_or_default();
+        Ok(apps.iter().map(|a| self.info_of(a, &firewall)).collect())
     }
 
     /// One installed app.
@@ -303,7 +305,8 @@ impl AppManager {
                 "app `{id}` is not installed; `berth apps` lists the installed ones"
             ))
         })?;
-        Ok(self.info_of(&a))
+        let firewall = self.inner.networks.firewall().unwrap_or_default();
+        Ok(self.info_of(&a, &firewall))
     }
 }
 

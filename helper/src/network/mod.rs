@@ -1069,9 +1069,19 @@ impl Networks {
     /// The ports published on the network, as the firewall has them.
     pub fn published(&self, name: &str) -> Result<Vec<Mapping>> {
         check_name(name)?;
-        let table = self.names(name).table;
-        let ruleset = nft::read_ruleset().map_err(nft_err("reading the ruleset"))?;
-        Ok(ruleset.mappings_of(&table).collect())
+        Ok(self.published_in(&self.firewall()?, name))
+    }
+
+    /// One reading of the firewall's Berth tables, for looking up the
+    /// ports of many networks with [`Networks::published_in`] (each
+    /// reading runs `nft`).
+    pub fn firewall(&self) -> Result<nft::Ruleset> {
+        nft::read_ruleset().map_err(nft_err("reading the ruleset"))
+    }
+
+    /// The ports published on network `name`, as `ruleset` has them.
+    pub fn published_in(&self, ruleset: &nft::Ruleset, name: &str) -> Vec<Mapping> {
+        ruleset.mappings_of(&self.names(name).table).collect()
     }
 
     fn paths(&self) -> audit::Paths {
