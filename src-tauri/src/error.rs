@@ -6,7 +6,7 @@
 //! `not_authorized`): the window shows a banner with the fix and keeps
 //! checking until the cause goes away.
 
-use berth_api::Error;
+use berth_api::{BusTrouble, Error};
 use serde::Serialize;
 use ts_rs::TS;
 
@@ -52,7 +52,7 @@ impl From<Error> for UiError {
     fn from(e: Error) -> UiError {
         let message = e.message();
         match &e {
-            Error::ZBus(z) => from_bus(z, message),
+            Error::ZBus(_) => from_bus(&e, message),
             Error::AccessDenied(_) => UiError::new(
                 "not_authorized",
                 message,
@@ -78,38 +78,26 @@ impl From<zbus::Error> for UiError {
     }
 }
 
-fn from_bus(e: &zbus::Error, message: String) -> UiError {
-    match e {
-        zbus::Error::MethodError(name, _, _)
-            if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown"
-                || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
-        {
-            UiError::new(
-                "not_running",
-                "Berth's helper (berthd) is not running.",
-                START_BERTHD,
-            )
-        }
-        zbus::Error::MethodError(name, _, _)
-            if name.as_str() == "org.freedesktop.DBus.Error.AccessDenied" =>
-        {
-            UiError::new(
-                "not_authorized",
-                message,
-                "Install Berth's bus policy: copy `helper/data/org.berth.Helper1.conf` to \
-                 `/etc/dbus-1/system.d/`.",
-            )
-        }
-        zbus::Error::InputOutput(_)
-        | zbus::Error::Connection(..)
-        | zbus::Error::Handshake(_)
-        | zbus::Error::Address(_) => UiError::new(
+fn from_bus(e: &Error, message: String) -> UiError {
+    match e.bus_trouble() {
+        Some(BusTrouble::HelperNotRunning) => UiError::new(
+            "not_running",
+            "Berth's helper (berthd) is not running.",
+            START_BERTHD,
+        ),
+        Some(BusTrouble::PolicyRefused) => UiError::new(
+            "not_authorized",
+            message,
+            "Install Berth's bus policy: copy `helper/data/org.berth.Helper1.conf` to \
+             `/etc/dbus-1/system.d/`.",
+        ),
+        Some(BusTrouble::Unreachable) => UiError::new(
             "no_bus",
             format!("Berth cannot reach the system message bus: {message}"),
             "Make sure D-Bus runs (`sudo systemctl start dbus`), and that \
-                 DBUS_SYSTEM_BUS_ADDRESS, if set, names the bus berthd uses.",
+             DBUS_SYSTEM_BUS_ADDRESS, if set, names the bus berthd uses.",
         ),
-        _ => UiError::new("failed", message, ""),
+        None => UiError::new("failed", message, ""),
     }
 }
 

@@ -90,32 +90,69 @@ impl Error {
     }
 }
 
+/// What went wrong with the bus itself, for an [`Error::ZBus`]: each has its
+/// own fix, so callers (the CLI's message, the window's banner) tell them
+/// apart the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusTrouble {
+    /// Nobody owns `org.berth.Helper1` on the bus: berthd is not running.
+    HelperNotRunning,
+    /// The bus refused the call: Berth's bus policy is missing.
+    PolicyRefused,
+    /// The bus itself cannot be reached (no socket, refused, handshake).
+    Unreachable,
+}
+
+impl Error {
+    /// Which [`BusTrouble`] this is, if any.
+    pub fn bus_trouble(&self) -> Option<BusTrouble> {
+        match self {
+            Error::ZBus(e) => trouble_of(e),
+            _ => None,
+        }
+    }
+}
+
+fn trouble_of(e: &zbus::Error) -> Option<BusTrouble> {
+    match e {
+        zbus::Error::MethodError(name, _, _) => match name.as_str() {
+            "org.freedesktop.DBus.Error.ServiceUnknown"
+            | "org.freedesktop.DBus.Error.NameHasNoOwner" => Some(BusTrouble::HelperNotRunning),
+            "org.freedesktop.DBus.Error.AccessDenied" => Some(BusTrouble::PolicyRefused),
+            _ => None,
+        },
+        // zbus says Connection when the socket is not there.
+        zbus::Error::InputOutput(_)
+        | zbus::Error::Connection(..)
+        | zbus::Error::Handshake(_)
+        | zbus::Error::Address(_) => Some(BusTrouble::Unreachable),
+        _ => None,
+    }
+}
+
 /// Bus failures in words a person can act on.
 fn describe_bus_error(e: &zbus::Error) -> String {
-    match e {
-        zbus::Error::MethodError(name, msg, _)
-            if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown"
-                || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
-        {
-            format!(
-                "berthd is not running on this bus ({}). Start it with \
-                 `systemctl start berthd` (or run `berthd` as root)",
-                msg.as_deref().unwrap_or("no owner for org.berth.Helper1")
-            )
-        }
-        zbus::Error::MethodError(name, msg, _)
-            if name.as_str() == "org.freedesktop.DBus.Error.AccessDenied" =>
-        {
-            format!(
-                "the bus refused the call ({}); is the Berth bus policy \
-                 (org.berth.Helper1.conf) installed?",
-                msg.as_deref().unwrap_or("access denied")
-            )
-        }
-        zbus::Error::InputOutput(io) => format!(
-            "cannot reach the system bus ({io}); is dbus running, and is \
+    let detail = match e {
+        zbus::Error::MethodError(_, msg, _) => msg.clone(),
+        _ => None,
+    };
+    match trouble_of(e) {
+        Some(BusTrouble::HelperNotRunning) => format!(
+            "berthd is not running on this bus ({}). Start it with \
+             `systemctl start berthd` (or run `berthd` as root)",
+            detail
+                .as_deref()
+                .unwrap_or("no owner for org.berth.Helper1")
+        ),
+        Some(BusTrouble::PolicyRefused) => format!(
+            "the bus refused the call ({}); is the Berth bus policy \
+             (org.berth.Helper1.conf) installed?",
+            detail.as_deref().unwrap_or("access denied")
+        ),
+        Some(BusTrouble::Unreachable) => format!(
+            "cannot reach the system bus ({e}); is dbus running, and is \
              DBUS_SYSTEM_BUS_ADDRESS right if set?"
         ),
-        other => format!("D-Bus error: {other}"),
+        None => format!("D-Bus error: {e}"),
     }
 }

@@ -19,7 +19,7 @@ mod types;
 
 pub use apps::*;
 pub use client::{connect, watch_job, JobEvent, JobOutcome};
-pub use error::{Error, Result};
+pub use error::{BusTrouble, Error, Result};
 pub use types::*;
 
 /// Well-known bus name of the helper.

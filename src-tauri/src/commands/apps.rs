@@ -1,15 +1,14 @@
 //! Installed apps: list, inspect, start, stop, restart, open.
 
-use berth_api::{AppInfo, FLAG_NO_INTERACTION};
+use berth_api::AppInfo;
 use tauri::State;
 
 use super::from_json;
 use crate::error::{Result, UiError};
 use crate::helper::Helper;
 
-/// The window may show a polkit dialog: no `FLAG_NO_INTERACTION`.
+/// The window may show a polkit dialog: no `berth_api::FLAG_NO_INTERACTION`.
 pub(crate) const FLAGS: u64 = 0;
-const _: () = assert!(FLAGS & FLAG_NO_INTERACTION == 0);
 
 #[tauri::command]
 pub async fn installed_apps(helper: State<'_, Helper>) -> Result<Vec<AppInfo>> {
