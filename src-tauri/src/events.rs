@@ -3,7 +3,7 @@
 //! switches on. The TypeScript twins in `ui/src/bindings/` are generated
 //! from these (`cargo test -p berth-app export_bindings`).
 
-use berth_api::{AuditReport, InstallResult, LayerProgress};
+use berth_api::{AuditReport, ContainerSample, InstallResult, LayerProgress};
 use serde::Serialize;
 use ts_rs::TS;
 
@@ -37,33 +37,6 @@ pub struct JobEnd {
     pub audit: Option<AuditReport>,
 }
 
-/// One resource sample of one service, as berthd took it (1 Hz).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, TS)]
-#[serde(default)]
-pub struct Sample {
-    /// Milliseconds since the epoch.
-    #[ts(type = "number")]
-    pub time: i64,
-    /// 100 = one core busy.
-    pub cpu_percent: f64,
-    #[ts(type = "number")]
-    pub memory_usage: u64,
-    /// Bytes; null when the service has no limit.
-    #[ts(type = "number | null")]
-    pub memory_limit: Option<u64>,
-    #[ts(type = "number")]
-    pub pids: u64,
-    /// Counters since the container started, bytes.
-    #[ts(type = "number")]
-    pub block_read: u64,
-    #[ts(type = "number")]
-    pub block_write: u64,
-    #[ts(type = "number")]
-    pub net_rx: u64,
-    #[ts(type = "number")]
-    pub net_tx: u64,
-}
-
 /// What a stats subscription sends.
 #[derive(Debug, Clone, Serialize, TS)]
 #[serde(tag = "event", content = "data", rename_all = "camelCase")]
@@ -72,7 +45,7 @@ pub enum StatsEvent {
     /// ten minutes).
     Samples {
         service: String,
-        samples: Vec<Sample>,
+        samples: Vec<ContainerSample>,
     },
     /// The subscription ended (the app went away, or berthd did).
     Ended { reason: String },

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AppInfo } from "./bindings/AppInfo";
 import type { CatalogApp } from "./bindings/CatalogApp";
-import type { Sample } from "./bindings/Sample";
+import type { ContainerSample as Sample } from "./bindings/ContainerSample";
 import {
   advanceJob, ago, auditMessage, cardState, categories, formatBytes, jobFraction, layerLine,
   mergeSamples, newJob, formatPercent, parseView, searchApps, toSeries, HISTORY_SECONDS,
@@ -17,7 +17,7 @@ const installed = (state: string, url = "http://127.0.0.1:8080/"): AppInfo => ({
 });
 
 const sample = (time: number, over: Partial<Sample> = {}): Sample => ({
-  time, cpu_percent: 0, memory_usage: 0, memory_limit: null, pids: 1, block_read: 0, block_write: 0, net_rx: 0, net_tx: 0, ...over,
+  time, cpu_ns: 0, cpu_percent: 0, memory_usage: 0, memory_limit: null, memory_working_set: 0, pids: 1, block_read: 0, block_write: 0, net_rx: 0, net_tx: 0, ...over,
 });
 
 describe("formatting", () => {

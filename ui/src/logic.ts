@@ -6,7 +6,7 @@ import type { AppInfo } from "./bindings/AppInfo";
 import type { AuditReport } from "./bindings/AuditReport";
 import type { CatalogApp } from "./bindings/CatalogApp";
 import type { LayerProgress } from "./bindings/LayerProgress";
-import type { Sample } from "./bindings/Sample";
+import type { ContainerSample as Sample } from "./bindings/ContainerSample";
 
 const UNITS = ["B", "kB", "MB", "GB", "TB"];
 

@@ -29,7 +29,7 @@ pub async fn exec(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
                 )
             })
             .collect();
-        let stats: HashMap<String, serde_json::Value> =
+        let stats: HashMap<String, berth_api::ContainerSample> =
             serde_json::from_str(&helper.container_stats(&ids).await?)?;
         let mut rows = vec![[
             "CONTAINER ID",
@@ -47,13 +47,12 @@ pub async fn exec(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         keys.sort_by_key(|k| names.get(k).cloned().unwrap_or_default());
         for id in keys {
             let s = &stats[&id];
-            let u = |k: &str| s[k].as_u64().unwrap_or(0);
-            let mem = u("memory_working_set");
-            let limit = s["memory_limit"].as_u64();
+            let mem = s.memory_working_set;
+            let limit = s.memory_limit;
             rows.push(vec![
                 id.chars().take(12).collect(),
                 names.get(&id).cloned().unwrap_or_default(),
-                format!("{:.2}%", s["cpu_percent"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}%", s.cpu_percent),
                 format!(
                     "{} / {}",
                     size(mem),
@@ -62,9 +61,9 @@ pub async fn exec(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
                 limit
                     .map(|l| format!("{:.2}%", mem as f64 / l.max(1) as f64 * 100.0))
                     .unwrap_or_else(|| "--".into()),
-                format!("{} / {}", size(u("net_rx")), size(u("net_tx"))),
-                format!("{} / {}", size(u("block_read")), size(u("block_write"))),
-                u("pids").to_string(),
+                format!("{} / {}", size(s.net_rx), size(s.net_tx)),
+                format!("{} / {}", size(s.block_read), size(s.block_write)),
+                s.pids.to_string(),
             ]);
         }
         if !a.no_stream {

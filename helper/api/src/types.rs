@@ -93,6 +93,41 @@ pub struct Outcome {
     pub result: String,
 }
 
+/// One resource sample of one container, as berthd takes them once a
+/// second: the JSON of `ContainerStats` (by container id) and
+/// `ContainerStatsHistory` (a list).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(default)]
+pub struct ContainerSample {
+    /// Milliseconds since the epoch.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub time: i64,
+    /// CPU time used since start, nanoseconds.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub cpu_ns: u64,
+    /// Share of one core used since the previous sample (100 = one core).
+    pub cpu_percent: f64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub memory_usage: u64,
+    /// Bytes; none when the container has no limit.
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub memory_limit: Option<u64>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub memory_working_set: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub pids: u64,
+    /// Counters since the container started, bytes.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub block_read: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub block_write: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub net_rx: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub net_tx: u64,
+}
+
 /// Result of a successful pull, as JSON in [`Outcome::result`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullResult {

@@ -11,32 +11,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::containers::Containers;
 use crate::runtime::cgroups::Cgroup;
 
 /// Samples kept per container: ten minutes at 1 Hz.
 pub const HISTORY: usize = 600;
 
-/// One sample of one container.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Sample {
-    /// Milliseconds since the epoch.
-    pub time: i64,
-    /// CPU time used since start, nanoseconds.
-    pub cpu_ns: u64,
-    /// Share of one core used since the previous sample (100 = one core).
-    pub cpu_percent: f64,
-    pub memory_usage: u64,
-    pub memory_limit: Option<u64>,
-    pub memory_working_set: u64,
-    pub pids: u64,
-    pub block_read: u64,
-    pub block_write: u64,
-    pub net_rx: u64,
-    pub net_tx: u64,
-}
+/// One sample of one container: the API's type, as clients read it.
+pub use berth_api::ContainerSample as Sample;
 
 /// The sampler and its history.
 #[derive(Clone, Default)]

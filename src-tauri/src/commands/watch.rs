@@ -16,7 +16,7 @@ use tokio::io::AsyncBufReadExt;
 use super::apps::FLAGS;
 use super::from_json;
 use crate::error::{Result, UiError};
-use crate::events::{AppsEvent, LogEvent, LogLine, Sample, StatsEvent};
+use crate::events::{AppsEvent, LogEvent, LogLine, StatsEvent};
 use crate::helper::Helper;
 
 /// How far back the first batch of samples reaches: berthd keeps ten minutes.
@@ -135,18 +135,26 @@ async fn stream_stats(
     // Per service: its container and the time of the last sample sent.
     let mut since: HashMap<String, i64> = HashMap::new();
     let first = now_ms() - HISTORY_MS;
+    let mut services: Vec<berth_api::ServiceInfo> = Vec::new();
     let mut ticker = tokio::time::interval(TICK);
     loop {
         ticker.tick().await;
-        // Containers change on update; look them up every tick (cheap).
-        let info: berth_api::AppInfo = from_json("an app", &p.inspect_app(app).await?)?;
-        for svc in info.services.iter().filter(|s| !s.container_id.is_empty()) {
+        // The app's containers, looked up again only when one is missing
+        // or gone (an update recreates them): inspecting costs berthd more
+        // than the samples do.
+        if services.is_empty() || services.iter().any(|s| s.container_id.is_empty()) {
+            let info: berth_api::AppInfo = from_json("an app", &p.inspect_app(app).await?)?;
+            services = info.services;
+        }
+        let mut stale = false;
+        for svc in services.iter().filter(|s| !s.container_id.is_empty()) {
             let key = format!("{}\n{}", svc.name, svc.container_id);
             let after = *since.get(&key).unwrap_or(&first);
             let Ok(json) = p.container_stats_history(&svc.container_id, after).await else {
-                continue; // recreated a moment ago; next tick has the new one
+                stale = true; // recreated or removed: look the app up again
+                continue;
             };
-            let samples: Vec<Sample> = from_json("resource samples", &json)?;
+            let samples: Vec<berth_api::ContainerSample> = from_json("resource samples", &json)?;
             let Some(last) = samples.last() else { continue };
             since.insert(key, last.time);
             let event = StatsEvent::Samples {
@@ -156,6 +164,9 @@ async fn stream_stats(
             if channel.send(event).is_err() {
                 return Ok(());
             }
+        }
+        if stale {
+            services.clear();
         }
     }
 }

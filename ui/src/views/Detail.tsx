@@ -5,7 +5,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, asUiError, iconUrl } from "../api";
 import { useSubscription } from "../hooks";
 import type { LogLine } from "../bindings/LogLine";
-import type { Sample } from "../bindings/Sample";
+import type { ContainerSample as Sample } from "../bindings/ContainerSample";
 import { Chart } from "../Chart";
 import { Empty, StateBadge } from "../components";
 import { formatBytes, formatPercent, formatRate, mergeSamples, toSeries, type Series } from "../logic";
