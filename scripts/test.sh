@@ -19,4 +19,6 @@ echo "==> building"
 cargo build --workspace --bins
 echo "==> testing"
 # The window's end-to-end test (tests/tests/gui.rs) starts its own Xvfb.
-cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"
+# Strict: a test that lacks root, a tool or a kernel feature fails instead
+# of skipping (tests/src/require.rs).
+BERTH_TEST_STRICT=1 cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"

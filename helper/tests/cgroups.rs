@@ -18,11 +18,6 @@ use oci_spec::runtime::{
 const BUSYBOX: &str = "/bin/busybox";
 const MIB: i64 = 1 << 20;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn unique_path() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
@@ -137,8 +132,7 @@ fn version_is_detected() {
 
 #[test]
 fn memory_hog_is_oom_killed_and_reported() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     let guard = Guard::new(&resources(Some(32 * MIB), Some(64), None));
@@ -169,8 +163,7 @@ fn memory_hog_is_oom_killed_and_reported() {
 
 #[test]
 fn fork_bomb_stops_at_the_pids_limit() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     let guard = Guard::new(&resources(None, Some(16), None));
@@ -207,8 +200,7 @@ fn fork_bomb_stops_at_the_pids_limit() {
 
 #[test]
 fn cpu_quota_holds_and_usage_grows() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     let guard = Guard::new(&resources(None, None, Some(0.5)));
@@ -231,8 +223,7 @@ fn cpu_quota_holds_and_usage_grows() {
 
 #[test]
 fn stats_load_freeze_and_delete() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     let guard = Guard::new(&resources(Some(64 * MIB), Some(32), Some(1.0)));
@@ -276,8 +267,7 @@ fn stats_load_freeze_and_delete() {
 
 #[test]
 fn the_last_container_cgroup_takes_berths_parent_with_it() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     // Two cgroups under Berth's own parent: the first delete leaves the
@@ -390,8 +380,7 @@ fn assert_null_only(out: &std::process::Output) {
 
 #[test]
 fn device_rules_deny_all_then_allow() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     let nodes = device_nodes();
@@ -421,8 +410,7 @@ fn device_rules_deny_all_then_allow() {
 
 #[test]
 fn device_program_on_the_v2_tree() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     // The v2 tree: the only one on v2, /sys/fs/cgroup/unified on the
@@ -431,7 +419,7 @@ fn device_program_on_the_v2_tree() {
         cgroups::CgroupVersion::V2 => std::path::PathBuf::from("/sys/fs/cgroup"),
         cgroups::CgroupVersion::Hybrid => std::path::PathBuf::from("/sys/fs/cgroup/unified"),
         cgroups::CgroupVersion::V1 => {
-            eprintln!("skipped: no cgroup v2 tree on this machine");
+            berth_testkit::require::prerequisite(false, "no cgroup v2 tree on this machine");
             return;
         }
     };
@@ -489,8 +477,7 @@ fn device_program_on_the_v2_tree() {
 
 #[test]
 fn cpuset_pins_to_cpu_0_in_a_fresh_nested_path() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     // A parent made on the way, like berth/: on v1 both levels must get
@@ -561,13 +548,14 @@ fn spawn_self_joining(script: &str) -> Child {
 
 #[test]
 fn blkio_throttle_is_written() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     // loop0 (7:0) exists on nearly every machine, bound or not.
-    if !std::path::Path::new("/sys/dev/block/7:0").exists() {
-        eprintln!("skipped: no block device 7:0");
+    if !berth_testkit::require::prerequisite(
+        std::path::Path::new("/sys/dev/block/7:0").exists(),
+        "no block device 7:0",
+    ) {
         return;
     }
     let throttle = |rate: u64| {
@@ -612,12 +600,13 @@ fn blkio_throttle_is_written() {
 
 #[test]
 fn hugetlb_limit_is_written_or_refused_clearly() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
-    if !std::path::Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
-        eprintln!("skipped: no 2MB huge pages");
+    if !berth_testkit::require::prerequisite(
+        std::path::Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists(),
+        "no 2MB huge pages",
+    ) {
         return;
     }
     let r = LinuxResourcesBuilder::default()

@@ -22,15 +22,8 @@ use berthd::containers::{Containers, Error, Network, RunOptions, UsernsMode, Vol
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn ready() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: these tests run containers and need root");
-        return false;
-    }
-    if !Path::new("/usr/bin/docker-registry").exists() {
-        eprintln!("skipped: install docker-registry");
-        return false;
-    }
-    true
+    berth_testkit::require::root("these tests run containers and")
+        && berth_testkit::require::tool("/usr/bin/docker-registry", "docker-registry")
 }
 
 /// A store with the test image, a run root, and every container made
@@ -576,8 +569,7 @@ async fn services_reach_each_other_by_name_on_an_app_network() {
         return;
     }
     for (tool, package) in [("/usr/sbin/nft", "nftables"), ("/usr/sbin/ip", "iproute2")] {
-        if !Path::new(tool).exists() {
-            eprintln!("skipped: install {package} ({tool})");
+        if !berth_testkit::require::tool(tool, package) {
             return;
         }
     }

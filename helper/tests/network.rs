@@ -18,8 +18,7 @@ use berthd::network::{Endpoint, NetworkConfig, Networks, PortRequest, Protocol};
 const BUSYBOX: &str = "/bin/busybox";
 
 fn ready() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: the network tests need root");
+    if !berth_testkit::require::root("the network tests") {
         return false;
     }
     for (tool, package) in [
@@ -28,8 +27,7 @@ fn ready() -> bool {
         ("/usr/bin/nsenter", "util-linux"),
         ("/usr/sbin/ip", "iproute2"),
     ] {
-        if !Path::new(tool).exists() {
-            eprintln!("skipped: install {package} ({tool})");
+        if !berth_testkit::require::tool(tool, package) {
             return false;
         }
     }

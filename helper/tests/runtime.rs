@@ -1,6 +1,7 @@
 //! The OCI runtime binary against real kernels: isolation, lifecycle and
 //! the security regressions of issue 3. Needs root and a static busybox
-//! (`busybox-static`); skipped, loudly, without them.
+//! (`busybox-static`): skipped, loudly, without them, and failed under
+//! `scripts/test.sh` (`berth_testkit::require`).
 
 use std::collections::BTreeSet;
 use std::io::{IoSliceMut, Read};
@@ -31,15 +32,11 @@ fn busybox() -> Option<PathBuf> {
 
 /// Root and busybox, or a reason to skip.
 fn ready() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: the runtime tests need root");
-        return false;
-    }
-    if busybox().is_none() {
-        eprintln!("skipped: install busybox-static");
-        return false;
-    }
-    true
+    berth_testkit::require::root("the runtime tests")
+        && berth_testkit::require::prerequisite(
+            busybox().is_some(),
+            "no static busybox: install busybox-static",
+        )
 }
 
 /// A bundle in a temp dir, its own state root, and every container made
@@ -752,10 +749,11 @@ fn a_container_cannot_use_a_host_disk_it_makes_a_node_for() {
     if !ready() {
         return;
     }
-    let Some((major, minor)) = a_host_disk() else {
-        eprintln!("skipped: no block device");
+    let disk = a_host_disk();
+    if !berth_testkit::require::prerequisite(disk.is_some(), "no block device on this machine") {
         return;
-    };
+    }
+    let (major, minor) = disk.expect("checked");
     let script = format!(
         "busybox mknod /dev/disk b {major} {minor}; echo mknod:$?; \
          head -c 1 /dev/disk; echo read:$?; \

@@ -31,11 +31,6 @@ busybox swapon /dev/null 2>/dev/null && echo swapon=ok || echo swapon=denied
 busybox sh -c 'echo fork-ok'
 "#;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn process(uid: u32, no_new_privs: bool, hard_nofile: u64) -> Process {
     let caps: Capabilities = security::docker_default_capabilities()
         .into_iter()
@@ -144,8 +139,7 @@ const DOCKER_CAPS: &str = "00000000a80425fb";
 
 #[test]
 fn docker_defaults_for_an_unprivileged_user() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     let r = run("docker");
@@ -175,8 +169,7 @@ fn docker_defaults_for_an_unprivileged_user() {
 
 #[test]
 fn docker_defaults_for_root_without_no_new_privs() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     // Seccomp goes in before the capabilities are cut (it needs
@@ -198,8 +191,7 @@ fn docker_defaults_for_root_without_no_new_privs() {
 
 #[test]
 fn without_seccomp_the_same_user_may_unshare() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !berth_testkit::require::root("this test") {
         return;
     }
     // The control for the tests above: the denial of unshare(CLONE_NEWUSER)

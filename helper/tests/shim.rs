@@ -23,14 +23,9 @@ use serde_json::json;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 macro_rules! require_root {
     () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
+        if !berth_testkit::require::root("this test") {
             return;
         }
     };

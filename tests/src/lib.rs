@@ -21,6 +21,11 @@
 //!   that nothing was left behind; when it drops it uninstalls, removes and
 //!   sweeps what a test made.
 //!
+//! [`require`] decides what a test does when the machine lacks root or a
+//! tool (skip loudly by hand, fail under `scripts/test.sh`), and
+//! [`users::TestUser`] makes a throwaway system user for tests of who may
+//! do what.
+//!
 //! Every process the kit starts is owned by a [`proc::ChildGuard`]: it is
 //! stopped by its own pid when the guard drops (also when a test panics), and
 //! is sent SIGKILL by the kernel if the test process dies first (parent-death
@@ -40,8 +45,10 @@ pub mod http;
 pub mod image;
 pub mod proc;
 pub mod registry;
+pub mod require;
 pub mod shared;
 pub mod snapshot;
+pub mod users;
 pub mod webdriver;
 
 pub use berthd::{Berthd, BerthdConfig, Cli, CliOutput};

@@ -639,72 +639,10 @@ fn an_unsupported_layer_type_is_refused_by_name() {
     assert_eq!(env.blob_count(), 0, "content of a refused image was kept");
 }
 
-/// A throwaway system user in a throwaway group, removed on drop.
-struct TestUser {
-    name: String,
-    group: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    fn create() -> TestUser {
-        let n = std::process::id();
-        let group = format!("berth-t{n}");
-        let name = format!("berthu{n}");
-        let run = |args: &[&str]| {
-            let st = std::process::Command::new(args[0])
-                .args(&args[1..])
-                .status()
-                .unwrap();
-            assert!(st.success(), "{args:?} failed");
-        };
-        run(&["groupadd", "--system", &group]);
-        let user = TestUser {
-            name: name.clone(),
-            group: group.clone(),
-            uid: 0,
-            gid: 0,
-        };
-        run(&[
-            "useradd",
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--groups",
-            &group,
-            &name,
-        ]);
-        let id = |flag: &str| -> u32 {
-            let out = std::process::Command::new("id")
-                .args([flag, &name])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        let mut user = user;
-        user.uid = id("-u");
-        user.gid = id("-g");
-        user
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("userdel")
-            .arg(&self.name)
-            .status();
-        let _ = std::process::Command::new("groupdel")
-            .arg(&self.group)
-            .status();
-    }
-}
-
 #[test]
 fn members_of_the_access_group_may_pull_and_export_only_what_is_safe_for_them() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let user = TestUser::create();
+    let user = berth_testkit::users::TestUser::create().unwrap();
     let registry = berth_testkit::Registry::start().unwrap();
     let image = ImageBuilder::new()
         .layer(
