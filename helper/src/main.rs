@@ -88,9 +88,7 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    let auth = berthd::dbus::Authorizer {
-        group: config.access.group.clone(),
-    };
+    let access = config.access.clone();
     let credentials = Arc::new(FileCredentials::open(&args.root)?);
     let images = ImageStore::open(&args.root, config, credentials.clone())?;
     // berth-runtime and berth-shim are installed next to berthd.
@@ -116,6 +114,17 @@ async fn run(args: Args) -> Result<()> {
     let conn = zbus::Connection::system()
         .await
         .with_context(|| format!("connecting to {bus}"))?;
+    // Decided once, here: a polkit that fails later refuses, it never
+    // hands the decision to group membership.
+    let auth = berthd::dbus::Authorizer::decide(&conn, &access)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    match auth.authority() {
+        berthd::dbus::Authority::Polkit => tracing::info!("polkit decides for users other than root"),
+        berthd::dbus::Authority::Group(g) => tracing::info!(
+            "no polkit on {bus}: members of group `{g}` may do what root may (membership equals root)"
+        ),
+    }
     let metrics =
         berthd::metrics::Metrics::spawn(containers.clone(), std::time::Duration::from_secs(1));
     let service = berthd::dbus::serve(

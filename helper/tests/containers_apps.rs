@@ -105,7 +105,7 @@ impl Env {
     }
 
     fn create(&self, opts: &RunOptions) -> berthd::containers::Result<String> {
-        let c = self.containers.create(&self.image, opts)?;
+        let c = self.containers.create(&self.image, opts, 0)?;
         self.made.lock().unwrap().push(c.id.clone());
         Ok(c.id)
     }

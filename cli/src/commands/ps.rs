@@ -47,6 +47,10 @@ pub async fn exec(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn command(c: &serde_json::Value) -> String {
+    // berthd leaves the command line out of others' containers.
+    if c["redacted"].as_bool() == Some(true) {
+        return "(not yours)".into();
+    }
     let words: Vec<&str> = c["command"]
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())

@@ -19,7 +19,9 @@ pub struct CatalogInfo {
     pub apps: u32,
     /// Apps that do not load, each as `file:line: key: what is wrong`.
     pub problems: Vec<String>,
-    /// `NAME=value` for `${NAME}` in its Compose files.
+    /// The names of the variables set for `${NAME}` in its Compose files.
+    /// Their values are write-only: `AddCatalog` takes `NAME=value`, and
+    /// no method gives a value back.
     pub vars: Vec<String>,
 }
 

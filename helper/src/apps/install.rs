@@ -233,12 +233,14 @@ pub(super) fn port_requests(
 }
 
 impl AppManager {
-    /// Install app `id` from a catalog: pull, make its network, volumes and
-    /// containers, start them in dependency order and wait until it answers.
+    /// Install app `id` from a catalog for uid `owner`: pull, make its
+    /// network, volumes and containers, start them in dependency order and
+    /// wait until it answers.
     pub async fn install(
         &self,
         id: &str,
         opts: &InstallOptions,
+        owner: u32,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<InstallResult> {
@@ -272,6 +274,7 @@ impl AppManager {
                 options: serde_json::to_string(opts).expect("options serialise"),
                 removal: String::new(),
                 installed: now(),
+                owner,
             })
             .map_err(state_err)?;
         crash_point("install-recorded");
@@ -533,7 +536,11 @@ impl AppManager {
             .await?;
         let netns = self.inner.networks.netns_path(&name);
         let opts = run_options(id, s, &netns, |v| self.volume_dir(v));
-        let c = self.inner.containers.create(&s.image.to_string(), &opts)?;
+        let owner = self.owner(id)?;
+        let c = self
+            .inner
+            .containers
+            .create(&s.image.to_string(), &opts, owner)?;
         self.mark_made(
             id,
             seq,

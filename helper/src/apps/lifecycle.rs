@@ -44,6 +44,17 @@ const START_READY_TIMEOUT: Duration = Duration::from_secs(180);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl AppManager {
+    /// The uid that installed app `id` (whatever its state): its
+    /// containers are made for that uid.
+    pub(super) fn owner(&self, id: &str) -> Result<u32> {
+        let a = self.db().app(id).map_err(state_err)?;
+        a.map(|a| a.owner).ok_or_else(|| {
+            Error::NotFound(format!(
+                "app `{id}` is not installed; `berth apps` lists the installed ones"
+            ))
+        })
+    }
+
     fn installed_record(&self, id: &str) -> Result<AppRecord> {
         let a = self.db().app(id).map_err(state_err)?.ok_or_else(|| {
             Error::NotFound(format!(
@@ -253,7 +264,11 @@ impl AppManager {
         let name = container_name(id, &s.name);
         let netns = self.inner.networks.netns_path(&name);
         let opts = super::install::run_options(id, s, &netns, |v| self.volume_dir(v));
-        let created = self.inner.containers.create(&s.image.to_string(), &opts)?;
+        let owner = self.owner(id)?;
+        let created = self
+            .inner
+            .containers
+            .create(&s.image.to_string(), &opts, owner)?;
         let entry = self
             .entries(id)?
             .into_iter()

@@ -216,6 +216,12 @@ impl AppManager {
 
     /// Find `id` in the catalog named `catalog`, or in the first catalog
     /// that has it.
+    /// The name of the catalog app `id` comes from: `catalog`, or the
+    /// first that has it (as an install would take it).
+    pub fn catalog_of(&self, id: &str, catalog: &str) -> Result<String> {
+        self.find_in_catalogs(id, catalog).map(|(name, _, _)| name)
+    }
+
     pub(super) fn find_in_catalogs(
         &self,
         id: &str,
@@ -318,7 +324,9 @@ fn catalog_info(e: &super::CatalogEntry, loaded: Result<super::Catalog>) -> Cata
     let mut info = CatalogInfo {
         name: e.name.clone(),
         path: e.path.display().to_string(),
-        vars: e.vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        // Write-only: values are often tokens and passwords, and every
+        // local user may list catalogs; nobody reads them back (§1.5).
+        vars: e.vars.keys().cloned().collect(),
         ..CatalogInfo::default()
     };
     match loaded {

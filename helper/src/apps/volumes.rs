@@ -518,6 +518,7 @@ mod tests {
                 options: "{}".into(),
                 removal: String::new(),
                 installed: 1,
+                owner: 0,
             })
             .unwrap();
     }

@@ -10,7 +10,11 @@
 //! max_parallel_downloads = 3
 //!
 //! [access]
-//! group = "berth"                    # may manage Berth where polkit does not run
+//! authority = "auto"                 # who decides for users other than root:
+//!                                    # "polkit", "group", or "auto": polkit where
+//!                                    # polkitd runs or can be started, else the group
+//! group = "berth"                    # may manage Berth where polkit does not decide
+//!                                    # (membership equals root)
 //!
 //! [userns]
 //! user = "berth"                     # --userns=auto takes host ids from this user's
@@ -58,20 +62,38 @@ impl Default for Userns {
     }
 }
 
-/// Who may manage Berth where polkit does not run.
+/// Who decides for callers other than root (see `dbus::auth`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Access {
-    /// Members of this group may do everything root may (like Docker's group).
+    /// Decided once at start; never per call.
+    pub authority: AuthorityChoice,
+    /// Where the group decides, its members may do everything root may
+    /// (like Docker's group): membership equals root.
     pub group: String,
 }
 
 impl Default for Access {
     fn default() -> Self {
         Access {
+            authority: AuthorityChoice::Auto,
             group: "berth".into(),
         }
     }
+}
+
+/// `[access] authority`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorityChoice {
+    /// polkit where polkitd runs on the bus or the bus can start it, else
+    /// the group.
+    #[default]
+    Auto,
+    /// Always polkit (a call is refused while polkitd cannot be asked).
+    Polkit,
+    /// Always the group, even where polkit runs.
+    Group,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -9,8 +9,9 @@ use crate::images::now;
 use crate::state::ContainerRecord;
 
 impl Containers {
-    /// Create a container from the image `image` (already in the store).
-    pub fn create(&self, image: &str, opts: &RunOptions) -> Result<ContainerRecord> {
+    /// Create a container from the image `image` (already in the store),
+    /// owned by uid `owner` (who asked for it).
+    pub fn create(&self, image: &str, opts: &RunOptions, owner: u32) -> Result<ContainerRecord> {
         super::options::validate(opts)?;
         let db = self.inner.images.db();
         let found = self.inner.images.find(image)?;
@@ -59,6 +60,7 @@ impl Containers {
             oom_killed: false,
             error: String::new(),
             userns: userns.map(|r| (r.start, r.size)),
+            owner,
         };
         // The row first: whatever is made after it is found again by it.
         db.insert_container(&record).map_err(|e| match e {

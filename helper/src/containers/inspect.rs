@@ -27,6 +27,37 @@ pub struct ContainerInfo {
     /// `--userns=auto`: which host ids its uids and gids are (null: the
     /// host's own, `--userns=host`).
     pub id_mappings: Option<IdMappings>,
+    /// The uid that created it.
+    pub owner: u32,
+    /// True when this is [`ContainerInfo::redacted`]: the environment's
+    /// values, the command line and host paths were left out.
+    pub redacted: bool,
+}
+
+impl ContainerInfo {
+    /// What every local user may see of a container that is not theirs:
+    /// its name, image, state, ports and usage, the names of its
+    /// environment variables, but not their values (`-e PASSWORD=…`, a
+    /// catalog's database password), its command line or the host
+    /// directories it mounts (the security review's §1.5). Root, the owner
+    /// and holders of the right to manage containers get it whole.
+    pub fn redacted(mut self) -> Self {
+        self.command.clear();
+        let o = &mut self.options;
+        for e in &mut o.env {
+            if let Some((key, _)) = e.split_once('=') {
+                *e = key.to_string();
+            }
+        }
+        o.cmd.clear();
+        o.entrypoint = None;
+        o.netns = None;
+        for v in &mut o.volumes {
+            v.host.clear();
+        }
+        self.redacted = true;
+        self
+    }
 }
 
 /// A user namespace's maps, as `/proc/<pid>/uid_map` and `gid_map` have them.
@@ -102,6 +133,8 @@ impl Containers {
                     gid_map: map,
                 }
             }),
+            owner: c.owner,
+            redacted: false,
         }
     }
 }

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 
 use berth_api::{AppInfo, Error, InstallOptions, InstallResult, JobProgress, UninstallOptions};
+use zbus::message::Header;
 use zbus::zvariant::OwnedObjectPath;
 
 use super::containers::container_error;
@@ -68,7 +69,11 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("serialises")
 }
 
-fn options<T: serde::de::DeserializeOwned + Default>(s: &str, what: &str) -> Result<T, Error> {
+/// Options that arrive as JSON; empty = the defaults.
+pub(super) fn options<T: serde::de::DeserializeOwned + Default>(
+    s: &str,
+    what: &str,
+) -> Result<T, Error> {
     if s.trim().is_empty() {
         return Ok(T::default());
     }
@@ -125,6 +130,13 @@ pub async fn list_catalog_apps(m: &AppManager) -> Result<String, Error> {
     blocking(move || m.catalog_apps().map(|l| json(&l)).map_err(app_error)).await
 }
 
+/// The catalog app `id` would be installed from (`wanted`, or the first
+/// that has it).
+pub async fn catalog_of(m: &AppManager, id: &str, wanted: &str) -> Result<String, Error> {
+    let (m, id, wanted) = (m.clone(), id.to_string(), wanted.to_string());
+    blocking(move || m.catalog_of(&id, &wanted).map_err(app_error)).await
+}
+
 pub async fn app_icon(m: &AppManager, app: String) -> Result<(String, Vec<u8>), Error> {
     let m = m.clone();
     blocking(move || m.icon(&app).map_err(app_error)).await
@@ -134,22 +146,23 @@ pub async fn app_icon(m: &AppManager, app: String) -> Result<(String, Vec<u8>), 
 pub async fn install(
     h: &Helper,
     conn: &zbus::Connection,
+    header: &Header<'_>,
     uid: u32,
     app: String,
-    opts: String,
+    opts: InstallOptions,
 ) -> Result<OwnedObjectPath, Error> {
-    let opts: InstallOptions = options(&opts, "install")?;
     let apps = h.apps.clone();
     let metrics = h.metrics.clone();
     h.jobs
         .start(
             conn,
+            header,
             "install",
             uid,
             job_progress,
             move |tx, cancel| async move {
                 let mut r: InstallResult = apps
-                    .install(&app, &opts, &tx, &cancel)
+                    .install(&app, &opts, uid, &tx, &cancel)
                     .await
                     .map_err(app_error)?;
                 fill_usage(&metrics, std::slice::from_mut(&mut r.app));
@@ -163,15 +176,16 @@ pub async fn install(
 pub async fn uninstall(
     h: &Helper,
     conn: &zbus::Connection,
+    header: &Header<'_>,
     uid: u32,
     app: String,
-    opts: String,
+    opts: UninstallOptions,
 ) -> Result<OwnedObjectPath, Error> {
-    let opts: UninstallOptions = options(&opts, "uninstall")?;
     let apps = h.apps.clone();
     h.jobs
         .start(
             conn,
+            header,
             "uninstall",
             uid,
             job_progress,
@@ -188,6 +202,7 @@ pub async fn uninstall(
 pub async fn update(
     h: &Helper,
     conn: &zbus::Connection,
+    header: &Header<'_>,
     uid: u32,
     app: String,
 ) -> Result<OwnedObjectPath, Error> {
@@ -196,6 +211,7 @@ pub async fn update(
     h.jobs
         .start(
             conn,
+            header,
             "update",
             uid,
             job_progress,
@@ -240,10 +256,21 @@ pub async fn doctor(m: &AppManager, repair: bool) -> Result<String, Error> {
     Ok(json(&r))
 }
 
-/// Every named volume with its size and users, a JSON array of `VolumeInfo`.
-pub async fn list_volumes(m: &AppManager) -> Result<String, Error> {
+/// Every named volume with its size and users, a JSON array of
+/// `VolumeInfo`; without `paths`, each volume's path is left empty (where
+/// an app keeps its data is for those who manage apps).
+pub async fn list_volumes(m: &AppManager, paths: bool) -> Result<String, Error> {
     let m = m.clone();
-    blocking(move || m.volumes().map(|l| json(&l)).map_err(app_error)).await
+    blocking(move || {
+        let mut list = m.volumes().map_err(app_error)?;
+        if !paths {
+            for v in &mut list {
+                v.path.clear();
+            }
+        }
+        Ok(json(&list))
+    })
+    .await
 }
 
 /// Delete a volume an uninstall kept.

@@ -28,18 +28,17 @@ pub fn container_error(e: containers::Error) -> Error {
 pub async fn create(
     h: &Helper,
     conn: &zbus::Connection,
+    header: &zbus::message::Header<'_>,
     uid: u32,
     image: String,
-    options: String,
+    opts: RunOptions,
 ) -> Result<OwnedObjectPath, Error> {
-    let opts: RunOptions = serde_json::from_str(&options)
-        .map_err(|e| Error::InvalidArgument(format!("the container options are not valid: {e}")))?;
-    containers::options::validate(&opts).map_err(|e| Error::InvalidArgument(e.0))?;
     let images = h.images.clone();
     let ctrs = h.containers.clone();
     h.jobs
         .start(
             conn,
+            header,
             "create",
             uid,
             super::helper::pull_progress,
@@ -47,11 +46,38 @@ pub async fn create(
                 if images.find(&image).is_err() {
                     images.pull(&image, &tx, &cancel).await.map_err(to_api)?;
                 }
-                let c = ctrs.create(&image, &opts).map_err(container_error)?;
+                let c = ctrs.create(&image, &opts, uid).map_err(container_error)?;
                 Ok(serde_json::json!({ "id": c.id, "name": c.name }).to_string())
             },
         )
         .await
+}
+
+/// `RunOptions` as a caller on the bus may give them: valid, and without
+/// what only Berth's app installer sets. `netns` would join any network
+/// namespace file (`/proc/1/ns/net` is the host's network, another app's
+/// `<run>/netns/…` its private network), and `populate` makes berthd copy
+/// the image's files into, and chown, any empty host directory (§1.2 of
+/// the security review): neither comes from the bus.
+pub fn bus_options(json: &str) -> Result<RunOptions, Error> {
+    let opts: RunOptions = serde_json::from_str(json)
+        .map_err(|e| Error::InvalidArgument(format!("the container options are not valid: {e}")))?;
+    if let Some(ns) = &opts.netns {
+        return Err(Error::InvalidArgument(format!(
+            "`netns` ({ns}) is set by Berth's app installer only, never over the bus; use              `network: none` or `host`, or install an app to get an app network"
+        )));
+    }
+    if let Some(v) = opts.volumes.iter().find(|v| v.populate) {
+        return Err(Error::InvalidArgument(format!(
+            "`populate` (volume {}) is set by Berth's app installer only, never over the bus;              a `-v` directory is mounted as it is",
+            v.host
+        )));
+    }
+    for v in &opts.volumes {
+        super::names::absolute_path("the volume's host directory", &v.host)?;
+    }
+    containers::options::validate(&opts).map_err(|e| Error::InvalidArgument(e.0))?;
+    Ok(opts)
 }
 
 /// Start a container; with fds `[stdout, stderr(, stdin)]` attach them.
@@ -97,16 +123,6 @@ pub async fn kill(c: &Containers, id: &str, signal: &str) -> Result<(), Error> {
 pub async fn wait(c: &Containers, id: &str) -> Result<(i64, bool, String), Error> {
     let r = c.wait(id).await.map_err(container_error)?;
     Ok((r.exit_code, r.oom_killed, r.error))
-}
-
-pub fn list(c: &Containers, all: bool) -> Result<String, Error> {
-    let l = c.list(all).map_err(container_error)?;
-    Ok(serde_json::to_string(&l).expect("serialises"))
-}
-
-pub fn inspect(c: &Containers, id: &str) -> Result<String, Error> {
-    let i = c.inspect(id).map_err(container_error)?;
-    Ok(serde_json::to_string_pretty(&i).expect("serialises"))
 }
 
 /// A pipe whose read end gets the container's log records as JSON lines

@@ -8,9 +8,10 @@ use berth_api::{Error, ImageSummary, Info, JobProgress, LayerProgress, PruneRepo
 use zbus::message::Header;
 use zbus::zvariant::{self, OwnedObjectPath};
 
-use super::auth::{self, Action};
+use super::auth::{self, Action, Details};
 use super::errors::to_api;
 use super::job::Jobs;
+use super::names;
 use crate::credentials::FileCredentials;
 use crate::images::{ImageStore, PullProgress};
 
@@ -35,18 +36,25 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
+        // Refuse a malformed name now rather than in the job.
+        names::image(&reference)?;
         let who = self
             .auth
-            .authorize(conn, &header, Action::ImagePull, flags)
+            .authorize_with(
+                conn,
+                &header,
+                Action::ImagePull,
+                &Details::new()
+                    .with("image", &reference)
+                    .message("Authentication is required to download $(image)"),
+                flags,
+            )
             .await?;
-        // Refuse a malformed name now rather than in the job.
-        reference
-            .parse::<crate::reference::Reference>()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let images = self.images.clone();
         self.jobs
             .start(
                 conn,
+                &header,
                 "pull",
                 who.uid,
                 pull_progress,
@@ -82,8 +90,25 @@ impl Helper {
             .collect())
     }
 
-    async fn inspect_image(&self, reference: String) -> Result<String, Error> {
-        let v = self.images.inspect(&reference).map_err(to_api)?;
+    /// One image as JSON; its config's environment values, command and
+    /// build history only for root and holders of the right to manage
+    /// containers (a private image's config is not everyone's).
+    async fn inspect_image(
+        &self,
+        reference: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, Error> {
+        names::image(&reference)?;
+        let mut v = self.images.inspect(&reference).map_err(to_api)?;
+        let who = auth::caller(conn, &header).await?;
+        if !self
+            .auth
+            .holds(conn, &header, who, Action::ContainerManage)
+            .await
+        {
+            crate::images::redact_inspect(&mut v);
+        }
         Ok(serde_json::to_string_pretty(&v).expect("serialises"))
     }
 
@@ -94,8 +119,17 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
+        names::image(&reference)?;
         self.auth
-            .authorize(conn, &header, Action::ImageRemove, flags)
+            .authorize_with(
+                conn,
+                &header,
+                Action::ImageRemove,
+                &Details::new()
+                    .with("image", &reference)
+                    .message("Authentication is required to remove the image $(image)"),
+                flags,
+            )
             .await?;
         let (name, report) = self.images.remove(&reference).await.map_err(to_api)?;
         tracing::info!(
@@ -132,9 +166,18 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
+        names::image(&reference)?;
         let who = self
             .auth
-            .authorize(conn, &header, Action::ImageExport, flags)
+            .authorize_with(
+                conn,
+                &header,
+                Action::ImageExport,
+                &Details::new()
+                    .with("image", &reference)
+                    .message("Authentication is required to export the files of $(image)"),
+                flags,
+            )
             .await?;
         let dir: OwnedFd = dir.into();
         let st = rustix::fs::fstat(dir.as_fd()).map_err(|e| {
@@ -165,6 +208,7 @@ impl Helper {
         self.jobs
             .start(
                 conn,
+                &header,
                 "export",
                 who.uid,
                 export_progress,
@@ -189,10 +233,18 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::RegistryLogin, flags)
-            .await?;
         check_host(&host)?;
+        self.auth
+            .authorize_with(
+                conn,
+                &header,
+                Action::RegistryLogin,
+                &Details::new()
+                    .with("host", &host)
+                    .message("Authentication is required to store a login for $(host)"),
+                flags,
+            )
+            .await?;
         if username.is_empty() || username.contains(':') {
             return Err(Error::InvalidArgument(
                 "the user name must not be empty or contain `:`".into(),
@@ -210,10 +262,18 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::RegistryLogin, flags)
-            .await?;
         check_host(&host)?;
+        self.auth
+            .authorize_with(
+                conn,
+                &header,
+                Action::RegistryLogin,
+                &Details::new()
+                    .with("host", &host)
+                    .message("Authentication is required to remove the login for $(host)"),
+                flags,
+            )
+            .await?;
         match self.credentials.logout(&host) {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::NotFound(format!("not logged in to {host}"))),
@@ -255,14 +315,34 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
+        names::image(&image)?;
+        let opts = super::containers::bus_options(&options)?;
+        let details = Details::new().with("image", &image);
         let who = self
             .auth
-            .authorize(conn, &header, Action::ImagePull, flags)
+            .authorize_with(
+                conn,
+                &header,
+                Action::ImagePull,
+                &details
+                    .clone()
+                    .message("Authentication is required to download $(image)"),
+                flags,
+            )
             .await?;
         self.auth
-            .authorize(conn, &header, Action::ContainerManage, flags)
+            .authorize_with(
+                conn,
+                &header,
+                Action::ContainerManage,
+                &details.message(
+                    "Authentication is required to run a container of $(image); running \
+                     containers equals administrator rights",
+                ),
+                flags,
+            )
             .await?;
-        super::containers::create(self, conn, who.uid, image, options).await
+        super::containers::create(self, conn, &header, who.uid, image, opts).await
     }
 
     /// Start a container; `fds` empty, `[stdout, stderr]` or
@@ -275,9 +355,7 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::ContainerManage, flags)
-            .await?;
+        self.manage_container(conn, &header, &id, flags).await?;
         let fds = fds.into_iter().map(OwnedFd::from).collect();
         super::containers::start(&self.containers, &id, fds).await
     }
@@ -291,9 +369,7 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::ContainerManage, flags)
-            .await?;
+        self.manage_container(conn, &header, &id, flags).await?;
         super::containers::stop(&self.containers, &id, timeout).await
     }
 
@@ -306,9 +382,7 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::ContainerManage, flags)
-            .await?;
+        self.manage_container(conn, &header, &id, flags).await?;
         super::containers::kill(&self.containers, &id, &signal).await
     }
 
@@ -320,9 +394,7 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::ContainerManage, flags)
-            .await?;
+        self.manage_container(conn, &header, &id, flags).await?;
         self.containers
             .remove(&id, force)
             .await
@@ -331,6 +403,7 @@ impl Helper {
 
     /// Returns once the container is not running: (exit code, OOM killed, error).
     async fn wait_container(&self, id: String) -> Result<(i64, bool, String), Error> {
+        names::container(&id)?;
         super::containers::wait(&self.containers, &id).await
     }
 
@@ -352,9 +425,7 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<i32, Error> {
-        self.auth
-            .authorize(conn, &header, Action::ContainerManage, flags)
-            .await?;
+        self.manage_container(conn, &header, &id, flags).await?;
         let fds: Vec<OwnedFd> = fds.into_iter().map(OwnedFd::from).collect();
         let stdio: [OwnedFd; 3] = fds.try_into().map_err(|_| {
             Error::InvalidArgument("exec takes exactly three fds: stdin, stdout, stderr".into())
@@ -378,6 +449,7 @@ impl Helper {
     async fn container_stats(&self, ids: Vec<String>) -> Result<String, Error> {
         let mut keys = Vec::new();
         for k in &ids {
+            names::container(k)?;
             keys.push(
                 self.containers
                     .find(k)
@@ -406,6 +478,7 @@ impl Helper {
     /// Samples of one container taken after `since` (ms since the epoch),
     /// oldest first, as a JSON array; up to ten minutes at 1 Hz.
     async fn container_stats_history(&self, id: String, since: i64) -> Result<String, Error> {
+        names::container(&id)?;
         let c = self
             .containers
             .find(&id)
@@ -413,17 +486,42 @@ impl Helper {
         Ok(serde_json::to_string(&self.metrics.history(&c.id, since)).expect("serialises"))
     }
 
-    /// JSON array of containers (running ones unless `all`).
-    async fn list_containers(&self, all: bool) -> Result<String, Error> {
-        super::containers::list(&self.containers, all)
+    /// JSON array of containers (running ones unless `all`); those of
+    /// others [`ContainerInfo::redacted`] unless the caller may manage
+    /// containers.
+    async fn list_containers(
+        &self,
+        all: bool,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, Error> {
+        let list = self
+            .containers
+            .list(all)
+            .map_err(super::containers::container_error)?;
+        let list = self.for_caller(conn, &header, list).await?;
+        Ok(serde_json::to_string(&list).expect("serialises"))
     }
 
-    /// One container as JSON.
-    async fn inspect_container(&self, id: String) -> Result<String, Error> {
-        super::containers::inspect(&self.containers, &id)
+    /// One container as JSON (redacted as in `ListContainers`).
+    async fn inspect_container(
+        &self,
+        id: String,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, Error> {
+        names::container(&id)?;
+        let c = self
+            .containers
+            .inspect(&id)
+            .map_err(super::containers::container_error)?;
+        let c = self.for_caller(conn, &header, vec![c]).await?;
+        Ok(serde_json::to_string_pretty(&c[0]).expect("serialises"))
     }
 
-    /// A pipe with the container's log records as JSON lines.
+    /// A pipe with the container's log records as JSON lines: for root,
+    /// the container's owner, and holders of `org.berth.logs-read` (an
+    /// active local session, without a password).
     async fn container_logs(
         &self,
         id: String,
@@ -433,10 +531,25 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<zvariant::OwnedFd, Error> {
-        self.auth
-            .authorize(conn, &header, Action::ContainerManage, flags)
-            .await?;
-        super::containers::logs(&self.containers, &id, tail, follow)
+        names::container(&id)?;
+        auth::check_flags(flags)?;
+        let c = self
+            .containers
+            .find(&id)
+            .map_err(super::containers::container_error)?;
+        let who = auth::caller(conn, &header).await?;
+        if !who.is_root() && who.uid != c.owner {
+            self.auth
+                .authorize_with(
+                    conn,
+                    &header,
+                    Action::LogsRead,
+                    &Details::new().with("container", &c.name),
+                    flags,
+                )
+                .await?;
+        }
+        super::containers::logs(&self.containers, &c.id, tail, follow)
     }
 
     /// The catalogs berthd knows, as a JSON array of `CatalogInfo`.
@@ -455,9 +568,20 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, Error> {
-        self.auth
-            .authorize(conn, &header, Action::AppManage, flags)
-            .await?;
+        names::absolute_path("the catalog path", &path)?;
+        if !name.is_empty() {
+            names::catalog(&name)?;
+        }
+        self.manage_apps(
+            conn,
+            &header,
+            Details::new()
+                .with("catalog", if name.is_empty() { &path } else { &name })
+                .with("path", &path)
+                .message("Authentication is required to add the app catalog $(path)"),
+            flags,
+        )
+        .await?;
         super::apps::add_catalog(&self.apps, path, name, vars).await
     }
 
@@ -469,9 +593,16 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::AppManage, flags)
-            .await?;
+        names::catalog(&name)?;
+        self.manage_apps(
+            conn,
+            &header,
+            Details::new()
+                .with("catalog", &name)
+                .message("Authentication is required to remove the app catalog $(catalog)"),
+            flags,
+        )
+        .await?;
         super::apps::remove_catalog(&self.apps, name).await
     }
 
@@ -482,6 +613,7 @@ impl Helper {
 
     /// An app's icon: (media type, bytes).
     async fn app_icon(&self, app: String) -> Result<(String, Vec<u8>), Error> {
+        names::app(&app)?;
         super::apps::app_icon(&self.apps, app).await
     }
 
@@ -495,11 +627,27 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
+        names::app(&app)?;
+        let opts: berth_api::InstallOptions = super::apps::options(&options, "install")?;
+        if !opts.catalog.is_empty() {
+            names::catalog(&opts.catalog)?;
+        }
+        // The prompt names the catalog the app will come from.
+        let catalog = super::apps::catalog_of(&self.apps, &app, &opts.catalog).await?;
         let who = self
-            .auth
-            .authorize(conn, &header, Action::AppManage, flags)
+            .manage_apps(
+                conn,
+                &header,
+                Details::new()
+                    .with("app", &app)
+                    .with("catalog", catalog)
+                    .message(
+                        "Authentication is required to install $(app) from the catalog $(catalog)",
+                    ),
+                flags,
+            )
             .await?;
-        super::apps::install(self, conn, who.uid, app, options).await
+        super::apps::install(self, conn, &header, who.uid, app, opts).await
     }
 
     /// Remove an app and audit (a job whose result is an `AuditReport`);
@@ -512,11 +660,21 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
+        names::app(&app)?;
+        let opts: berth_api::UninstallOptions = super::apps::options(&options, "uninstall")?;
         let who = self
-            .auth
-            .authorize(conn, &header, Action::AppManage, flags)
+            .manage_apps(
+                conn,
+                &header,
+                Details::new().with("app", &app).message(if opts.keep_data {
+                    "Authentication is required to remove $(app), keeping its data"
+                } else {
+                    "Authentication is required to remove $(app) and delete its data"
+                }),
+                flags,
+            )
             .await?;
-        super::apps::uninstall(self, conn, who.uid, app, options).await
+        super::apps::uninstall(self, conn, &header, who.uid, app, opts).await
     }
 
     /// Installed apps, a JSON array of `AppInfo`.
@@ -526,6 +684,7 @@ impl Helper {
 
     /// One installed app as `AppInfo` JSON.
     async fn inspect_app(&self, app: String) -> Result<String, Error> {
+        names::app(&app)?;
         super::apps::inspect(self, &app).await
     }
 
@@ -537,9 +696,7 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::AppManage, flags)
-            .await?;
+        self.manage_app(conn, &header, &app, "start", flags).await?;
         super::apps::start(&self.apps, &app).await
     }
 
@@ -551,9 +708,7 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::AppManage, flags)
-            .await?;
+        self.manage_app(conn, &header, &app, "stop", flags).await?;
         super::apps::stop(&self.apps, &app).await
     }
 
@@ -565,8 +720,7 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::AppManage, flags)
+        self.manage_app(conn, &header, &app, "restart", flags)
             .await?;
         super::apps::restart(&self.apps, &app).await
     }
@@ -581,10 +735,9 @@ impl Helper {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
         let who = self
-            .auth
-            .authorize(conn, &header, Action::AppManage, flags)
+            .manage_app(conn, &header, &app, "update", flags)
             .await?;
-        super::apps::update(self, conn, who.uid, app).await
+        super::apps::update(self, conn, &header, who.uid, app).await
     }
 
     /// Audit everything berthd made against its records; with `repair`,
@@ -596,16 +749,22 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, Error> {
-        self.auth
-            .authorize(conn, &header, Action::AppManage, flags)
+        self.manage_apps(conn, &header, Details::new(), flags)
             .await?;
         super::apps::doctor(&self.apps, repair).await
     }
 
     /// Every named volume with its size and the containers using it, a
-    /// JSON array of `VolumeInfo`.
-    async fn list_volumes(&self) -> Result<String, Error> {
-        super::apps::list_volumes(&self.apps).await
+    /// JSON array of `VolumeInfo`; its path only for root and holders of
+    /// the right to manage apps.
+    async fn list_volumes(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, Error> {
+        let who = auth::caller(conn, &header).await?;
+        let paths = self.auth.holds(conn, &header, who, Action::AppManage).await;
+        super::apps::list_volumes(&self.apps, paths).await
     }
 
     /// Delete a volume an uninstall kept (its app is not installed).
@@ -616,9 +775,16 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(conn, &header, Action::AppManage, flags)
-            .await?;
+        names::volume(&name)?;
+        self.manage_apps(
+            conn,
+            &header,
+            Details::new()
+                .with("volume", &name)
+                .message("Authentication is required to delete the kept data $(volume)"),
+            flags,
+        )
+        .await?;
         super::apps::remove_volume(&self.apps, &name).await
     }
 
@@ -629,15 +795,115 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, Error> {
-        self.auth
-            .authorize(conn, &header, Action::AppManage, flags)
-            .await?;
+        self.manage_apps(
+            conn,
+            &header,
+            Details::new()
+                .message("Authentication is required to delete all data kept by removed apps"),
+            flags,
+        )
+        .await?;
         super::apps::prune_volumes(&self.apps).await
     }
 
     #[zbus(property)]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()
+    }
+}
+
+impl Helper {
+    /// Authorize `org.berth.app-manage` with `details` for polkit.
+    async fn manage_apps(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+        details: Details,
+        flags: u64,
+    ) -> Result<auth::Caller, Error> {
+        self.auth
+            .authorize_with(conn, header, Action::AppManage, &details, flags)
+            .await
+    }
+
+    /// Authorize `org.berth.app-manage` to `verb` app `app` (checked first).
+    async fn manage_app(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+        app: &str,
+        verb: &'static str,
+        flags: u64,
+    ) -> Result<auth::Caller, Error> {
+        names::app(app)?;
+        let message = match verb {
+            "start" => "Authentication is required to start $(app)",
+            "stop" => "Authentication is required to stop $(app)",
+            "restart" => "Authentication is required to restart $(app)",
+            _ => "Authentication is required to update $(app)",
+        };
+        self.manage_apps(
+            conn,
+            header,
+            Details::new()
+                .with("app", app)
+                .with("verb", verb)
+                .message(message),
+            flags,
+        )
+        .await
+    }
+
+    /// Authorize `org.berth.container-manage` for container `key` (checked
+    /// first), naming it in the prompt.
+    async fn manage_container(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+        key: &str,
+        flags: u64,
+    ) -> Result<auth::Caller, Error> {
+        names::container(key)?;
+        self.auth
+            .authorize_with(
+                conn,
+                header,
+                Action::ContainerManage,
+                &Details::new().with("container", key).message(
+                    "Authentication is required to manage the container $(container); managing \
+                     containers equals administrator rights",
+                ),
+                flags,
+            )
+            .await
+    }
+
+    /// `list` as the caller of `header` may see it: whole for root, the
+    /// owner and holders of the right to manage containers, else redacted.
+    async fn for_caller(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+        list: Vec<crate::containers::ContainerInfo>,
+    ) -> Result<Vec<crate::containers::ContainerInfo>, Error> {
+        let who = auth::caller(conn, header).await?;
+        // Asked only when something is someone else's: polkit is a round trip.
+        let all_mine = who.is_root() || list.iter().all(|c| c.owner == who.uid);
+        let manager = all_mine
+            || self
+                .auth
+                .holds(conn, header, who, Action::ContainerManage)
+                .await;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                if manager || c.owner == who.uid {
+                    c
+                } else {
+                    c.redacted()
+                }
+            })
+            .collect())
     }
 }
 

@@ -5,7 +5,13 @@
 //! `Progress` (throttled to a few per second) and ends with one `Finished`.
 //! Its state and outcome stay readable for [`KEEP_FINISHED`] after it ends, so
 //! a client that subscribes late still learns how it ended; then the object
-//! goes away. Only the user who started a job (or root) may cancel it.
+//! goes away.
+//!
+//! A job belongs to the caller that started it: only that uid (or root) may
+//! read its progress, state and outcome or cancel it, and its signals are
+//! sent to the starting connection alone, not broadcast. An install's
+//! outcome names the app's address, a pull's the image: other local users
+//! learn nothing from watching the bus (the security review's §1.5).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +21,7 @@ use std::time::Duration;
 use berth_api::{Error, JobProgress, Outcome, JOB_PATH_PREFIX};
 use tokio::sync::watch;
 use zbus::message::Header;
+use zbus::names::{BusName, OwnedUniqueName};
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedObjectPath;
 
@@ -41,6 +48,40 @@ pub struct Job {
     state: Arc<Mutex<State>>,
 }
 
+impl Job {
+    /// The caller of `header` started this job, or is root.
+    async fn check_owner(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+        what: &str,
+    ) -> Result<(), Error> {
+        let who = auth::caller(conn, header).await?;
+        if who.is_root() || who.uid == self.owner {
+            return Ok(());
+        }
+        Err(Error::AccessDenied(format!(
+            "only {} (who started this job) or root may {what} it",
+            auth::user_name(self.owner)
+        )))
+    }
+}
+
+/// A property read by someone else than the job's owner.
+async fn property_owner_check(
+    job: &Job,
+    conn: &zbus::Connection,
+    header: Option<Header<'_>>,
+) -> zbus::fdo::Result<()> {
+    // No header: berthd itself reads the value (to send PropertiesChanged).
+    let Some(header) = header else {
+        return Ok(());
+    };
+    job.check_owner(conn, &header, "read")
+        .await
+        .map_err(|e| zbus::fdo::Error::AccessDenied(e.message()))
+}
+
 #[zbus::interface(name = "org.berth.Job1")]
 impl Job {
     /// Stop the job; what it wrote half-way is removed.
@@ -49,33 +90,47 @@ impl Job {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        let who = auth::caller(conn, &header).await?;
-        if !who.is_root() && who.uid != self.owner {
-            return Err(Error::AccessDenied(format!(
-                "only {} (who started this job) or root may cancel it",
-                auth::user_name(self.owner)
-            )));
-        }
+        self.check_owner(conn, &header, "cancel").await?;
         self.cancel.cancel();
         Ok(())
     }
 
     #[zbus(property)]
-    fn kind(&self) -> String {
-        self.kind.to_string()
+    async fn kind(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> zbus::fdo::Result<String> {
+        property_owner_check(self, conn, header).await?;
+        Ok(self.kind.to_string())
     }
 
     #[zbus(property)]
-    fn state(&self) -> String {
-        lock(&self.state).state.to_string()
+    async fn state(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> zbus::fdo::Result<String> {
+        property_owner_check(self, conn, header).await?;
+        Ok(lock(&self.state).state.to_string())
     }
 
-    fn get_progress(&self) -> JobProgress {
-        lock(&self.state).progress.clone()
+    async fn get_progress(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<JobProgress, Error> {
+        self.check_owner(conn, &header, "read").await?;
+        Ok(lock(&self.state).progress.clone())
     }
 
-    fn get_outcome(&self) -> Outcome {
-        lock(&self.state).outcome.clone()
+    async fn get_outcome(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<Outcome, Error> {
+        self.check_owner(conn, &header, "read").await?;
+        Ok(lock(&self.state).outcome.clone())
     }
 
     #[zbus(signal)]
@@ -97,11 +152,14 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Export a job of `kind` for `owner`, run `work` in the background
-    /// with progress `P` converted by `to_api`, and return the job's path.
+    /// Export a job of `kind` for `owner`, who called with `header`, run
+    /// `work` in the background with progress `P` converted by `to_api`,
+    /// and return the job's path. Its signals go to the caller's connection.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start<P, F, Fut>(
         &self,
         conn: &zbus::Connection,
+        header: &Header<'_>,
         kind: &'static str,
         owner: u32,
         to_api: fn(&P) -> JobProgress,
@@ -112,6 +170,11 @@ impl Jobs {
         F: FnOnce(watch::Sender<P>, Cancel) -> Fut,
         Fut: Future<Output = Result<String, Error>> + Send + 'static,
     {
+        let caller: OwnedUniqueName = header
+            .sender()
+            .ok_or_else(|| Error::AccessDenied("the call has no sender on the bus".into()))?
+            .to_owned()
+            .into();
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let path = OwnedObjectPath::try_from(format!("{JOB_PATH_PREFIX}/{n}"))
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -136,7 +199,7 @@ impl Jobs {
         let job_path = path.clone();
         tokio::spawn(async move {
             let emitter = match SignalEmitter::new(&conn, job_path.clone()) {
-                Ok(e) => e,
+                Ok(e) => e.set_destination(BusName::Unique(caller.into())),
                 Err(e) => {
                     tracing::error!("job {job_path}: {e}");
                     return;

@@ -12,6 +12,7 @@ mod containers;
 mod errors;
 mod helper;
 mod job;
+mod names;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use berth_api::{BUS_NAME, OBJECT_PATH};
 use zbus::fdo::RequestNameFlags;
 
-pub use auth::{in_group, Action, Authorizer, DEFAULT_GROUP};
+pub use auth::{in_group, Action, Authority, Authorizer, Details, DEFAULT_GROUP};
 pub use job::Jobs;
 
 use crate::credentials::FileCredentials;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use tokio::sync::RwLock;
 
+pub use inspect::redact_inspect;
 pub use pull::{LayerProgress, PullProgress, PullResult};
 pub use remove::PruneReport;
 

@@ -18,6 +18,8 @@ pub struct AppRecord {
     /// `UninstallOptions` as JSON once an uninstall began, else empty.
     pub removal: String,
     pub installed: i64,
+    /// The uid that installed it; its containers are that uid's too.
+    pub owner: u32,
 }
 
 /// One ledger entry: a resource an app made (or was about to make).
@@ -52,6 +54,7 @@ fn app_row(r: &Row<'_>) -> rusqlite::Result<AppRecord> {
         options: r.get(4)?,
         removal: r.get(5)?,
         installed: r.get(6)?,
+        owner: r.get(7)?,
     })
 }
 
@@ -74,13 +77,13 @@ fn volume_row(r: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
     })
 }
 
-const APP_COLUMNS: &str = "id, catalog, state, desired, options, removal, installed";
+const APP_COLUMNS: &str = "id, catalog, state, desired, options, removal, installed, owner";
 
 impl Db {
     /// Record a new app; fails if one with its id exists.
     pub fn insert_app(&self, a: &AppRecord) -> Result<()> {
         self.conn().execute(
-            &format!("INSERT INTO apps ({APP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+            &format!("INSERT INTO apps ({APP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
             params![
                 a.id,
                 a.catalog,
@@ -88,7 +91,8 @@ impl Db {
                 a.desired,
                 a.options,
                 a.removal,
-                a.installed
+                a.installed,
+                a.owner
             ],
         )?;
         Ok(())
@@ -260,6 +264,7 @@ mod tests {
             options: "{}".into(),
             removal: String::new(),
             installed: 1,
+            owner: 1000,
         }
     }
 
@@ -284,6 +289,7 @@ mod tests {
         let r = db.app("hello").unwrap().unwrap();
         assert_eq!(r.state, "removing");
         assert!(r.removal.contains("keep_data"));
+        assert_eq!(r.owner, 1000, "the installer's uid is kept");
         db.remove_app("hello").unwrap();
         assert!(db.app("hello").unwrap().is_none());
         assert!(db.ledger_all().unwrap().is_empty());

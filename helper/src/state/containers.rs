@@ -25,6 +25,10 @@ pub struct ContainerRecord {
     /// `--userns=auto`: the host ids its 0.. map to, (first, count);
     /// reserved for it until the row is deleted.
     pub userns: Option<(u32, u32)>,
+    /// The uid that created it (for an app's containers, the app's owner):
+    /// reads show its environment and command line to root, to it, and to
+    /// holders of the right to manage containers.
+    pub owner: u32,
 }
 
 /// How a run ended (or that it started).
@@ -64,7 +68,7 @@ impl StateChange {
 
 const COLUMNS: &str =
     "id, name, image, manifest, options, created, state, started, finished, exit_code, oom_killed, error, \
-     userns_start, userns_size";
+     userns_start, userns_size, owner";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(ContainerRecord, String)> {
     let manifest: String = r.get(3)?;
@@ -86,6 +90,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(ContainerRecord, String)> {
                 (Some(start), Some(size)) => Some((start, size)),
                 _ => None,
             },
+            owner: r.get(14)?,
         },
         manifest,
     ))
@@ -101,7 +106,7 @@ impl Db {
     /// checks first to say so nicely; this is the race-free check).
     pub fn insert_container(&self, c: &ContainerRecord) -> Result<()> {
         self.conn().execute(
-            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
             params![
                 c.id,
                 c.name,
@@ -116,7 +121,8 @@ impl Db {
                 c.oom_killed as i64,
                 c.error,
                 c.userns.map(|u| u.0),
-                c.userns.map(|u| u.1)
+                c.userns.map(|u| u.1),
+                c.owner
             ],
         )?;
         Ok(())
@@ -253,8 +259,10 @@ mod tests {
             oom_killed: false,
             error: String::new(),
             userns: None,
+            owner: 1000,
         };
         db.insert_container(&c).unwrap();
+        assert_eq!(db.find_container("web").unwrap().unwrap().owner, 1000);
         assert!(
             db.insert_container(&ContainerRecord {
                 id: "cd".repeat(32),
@@ -318,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_2_database_gains_the_userns_columns() {
+    fn a_version_2_database_gains_the_userns_and_owner_columns() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("db");
         {
@@ -338,6 +346,8 @@ mod tests {
         let db = Db::open(&p).unwrap();
         let old = db.find_container("old").unwrap().unwrap();
         assert_eq!((old.state.as_str(), old.userns), ("exited", None));
+        // A container from before owners were recorded is root's.
+        assert_eq!(old.owner, 0);
         assert_eq!(db.userns_ranges().unwrap(), vec![]);
         let version: i64 = db
             .conn()

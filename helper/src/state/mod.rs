@@ -7,8 +7,9 @@
 //! missing file; at worst there are files no row points at, which the next
 //! pull reuses and `berth image prune` removes.
 //!
-//! Schema (version 4; version 1 lacked `containers`, version 2 its
-//! `userns_*` columns, version 3 `apps`, `ledger` and `volumes`):
+//! Schema (version 5; version 1 lacked `containers`, version 2 its
+//! `userns_*` columns, version 3 `apps`, `ledger` and `volumes`, version 4
+//! the `owner` and `pulled_by` columns):
 //!
 //! ```text
 //! manifests                         one platform image manifest
@@ -27,6 +28,8 @@
 //!   target        TEXT              digest the name resolved to (index or manifest)
 //!   manifest      TEXT → manifests  the platform manifest chosen
 //!   pulled        INTEGER           seconds since epoch
+//!   pulled_by     INTEGER           uid of the last caller who pulled it (0: root, or
+//!                                     a row from before version 5)
 //! containers                        one container (`berth run`, `berth ps -a`)
 //!   id            TEXT PK           64 hex characters
 //!   name          TEXT UNIQUE
@@ -42,6 +45,8 @@
 //!   error         TEXT              why it could not start, if it could not
 //!   userns_start  INTEGER NULL      --userns=auto: first host id of its block
 //!   userns_size   INTEGER NULL        and how many (NULL: the host's ids)
+//!   owner         INTEGER           uid that created it (an app's containers: the
+//!                                     app's owner); 0 for rows before version 5
 //! apps                              one installed app (see crate::apps)
 //!   id            TEXT PK           the app's id, a DNS label
 //!   catalog       TEXT              the catalog it came from
@@ -50,6 +55,7 @@
 //!   options       TEXT              InstallOptions as JSON
 //!   removal       TEXT              UninstallOptions as JSON once removing, else ''
 //!   installed     INTEGER           seconds since epoch
+//!   owner         INTEGER           uid that installed it; 0 for rows before version 5
 //!        │ 1
 //!        └──< ledger                every resource the app made, recorded before it is made
 //!               app TEXT, seq INTEGER (PK both; creation order)
@@ -79,7 +85,7 @@ mod containers;
 pub use apps::{AppRecord, LedgerRow, VolumeRecord};
 pub use containers::{ContainerRecord, StateChange};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE manifests (
@@ -156,6 +162,15 @@ CREATE TABLE volumes (
     app     TEXT NOT NULL,
     created INTEGER NOT NULL
 );
+";
+
+/// Who made what: reads show environment values and command lines only to
+/// root, the owner and holders of the managing right (see `dbus`). Rows
+/// written before are root's, the safe reading.
+const SCHEMA_V5: &str = "
+ALTER TABLE names ADD COLUMN pulled_by INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE containers ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE apps ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Deletes manifests nothing refers to any more.
@@ -252,6 +267,12 @@ impl Db {
         if version < 4 {
             conn.execute_batch(&format!(
                 "BEGIN; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"
+            ))
+            .map_err(open_err)?;
+        }
+        if version < 5 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V5} PRAGMA user_version = 5; COMMIT;"
             ))
             .map_err(open_err)?;
         }
