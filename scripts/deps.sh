@@ -84,8 +84,10 @@ BERTH_RUN_PACKAGES=(ca-certificates curl dbus pkg-config gcc make util-linux
                     docker-registry busybox-static nftables)
 # Packages the tests and benchmarks add.
 # iproute2: the network tests build an "outside" host and inspect links with ip.
+# polkitd: the authorization tests ask a real polkit (tests/src/polkit.rs).
+# libglib2.0-bin: gdbus, for raw calls on the bus as other users.
 BERTH_TEST_PACKAGES=("${BERTH_RUN_PACKAGES[@]}" openssl apache2-utils skopeo umoci procps bc runc crun
-                     iproute2)
+                     iproute2 polkitd libglib2.0-bin)
 # Packages the window needs to build (WebKitGTK, GTK, their headers) and,
 # for its tests, a display without a screen (Xvfb) and WebKitGTK's
 # WebDriver server (webkit2gtk-driver).

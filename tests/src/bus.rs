@@ -53,6 +53,15 @@ impl PrivateBus {
         Self::start_with_policies(&[policy])
     }
 
+    /// Starts a bus with the project's policy file and polkit's own, so a
+    /// [`crate::polkit::Polkit`] can own its name.
+    pub fn start_with_polkit() -> Result<Self> {
+        Self::start_with_policies(&[
+            Self::project_policy_path(),
+            PathBuf::from(crate::polkit::POLKIT_BUS_POLICY),
+        ])
+    }
+
     /// Starts a bus including exactly `policies` (besides the default
     /// system-bus policy).
     pub fn start_with_policies(policies: &[PathBuf]) -> Result<Self> {
@@ -136,6 +145,37 @@ impl PrivateBus {
     /// The same as `uid:gid` (None: as the caller).
     pub fn dbus_send_as(&self, as_user: Option<(u32, u32)>, args: &[&str]) -> Result<Output> {
         dbus_send(&self.address, as_user, args)
+    }
+
+    /// `gdbus call` of `method` (`interface.Member`) on `object` of
+    /// berthd (`org.berth.Helper1`) with `args` in GVariant text (gdbus
+    /// reads the types from berthd's introspection), as `uid:gid` or the
+    /// caller: the raw API, as any client could call it.
+    pub fn call_berthd(
+        &self,
+        as_user: Option<(u32, u32)>,
+        object: &str,
+        method: &str,
+        args: &[&str],
+    ) -> Result<Output> {
+        let mut cmd = command(&self.address, as_user, "gdbus");
+        if as_user.is_some() {
+            cmd.env("HOME", "/nonexistent");
+        }
+        cmd.args([
+            "call",
+            "--system",
+            "--timeout",
+            "30",
+            "--dest",
+            "org.berth.Helper1",
+            "--object-path",
+            object,
+            "--method",
+            method,
+        ])
+        .args(args);
+        proc::run_with_timeout("gdbus", cmd, Duration::from_secs(40))
     }
 
     /// The pid of the connection owning `name`, or None if nobody owns it.

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::berthd::{Berthd, Cli, CliOutput};
+use crate::berthd::{Berthd, BerthdConfig, Cli, CliOutput};
 use crate::bus::PrivateBus;
 use crate::fsutil::TestDir;
 use crate::image::push_demo_images;
@@ -89,8 +89,19 @@ impl DemoEnv {
     /// On the registry at `host` (`127.0.0.1:PORT`), which holds the demo
     /// images and which the caller keeps running.
     pub fn on_registry(host: &str) -> Result<Self> {
-        let bus = PrivateBus::start()?;
-        let berthd = Berthd::start(&bus)?;
+        Self::on_bus(PrivateBus::start()?, &BerthdConfig::new(), host)
+    }
+
+    /// The shared demo registry, on `bus` (e.g. one where polkit runs,
+    /// [`PrivateBus::start_with_polkit`]) with berthd's config `config`.
+    pub fn shared_on(bus: PrivateBus, config: &BerthdConfig) -> Result<Self> {
+        Self::on_bus(bus, config, &crate::shared::demo_registry().host())
+    }
+
+    /// berthd with `config` on `bus`, the demo catalog on the registry at
+    /// `host`.
+    pub fn on_bus(bus: PrivateBus, config: &BerthdConfig, host: &str) -> Result<Self> {
+        let berthd = Berthd::start_with_config(&bus, &config.to_toml())?;
         let env = DemoEnv {
             cli: berthd.cli()?.timeout(CLI_TIMEOUT),
             berthd,

@@ -13,6 +13,9 @@
 //!   [`image::push_test_images`] pushes the standard catalog.
 //! - [`bus::PrivateBus`] runs a system-bus-like `dbus-daemon` with the
 //!   project's own policy file.
+//! - [`polkit::Polkit`] runs a real polkitd on such a bus with the
+//!   project's action file and a test's rules, in a mount namespace of its
+//!   own so the host's polkit configuration stays untouched.
 //! - [`berthd::Berthd`] runs the real `berthd` against such a bus with temp
 //!   dirs and a generated config; [`berthd::Cli`] runs the `berth` command.
 //! - [`demo::DemoEnv`] is a bus and a berthd with the repository's demo
@@ -43,6 +46,7 @@ pub mod demo;
 pub mod fsutil;
 pub mod http;
 pub mod image;
+pub mod polkit;
 pub mod proc;
 pub mod registry;
 pub mod require;
