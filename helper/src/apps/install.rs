@@ -3,7 +3,8 @@
 //! ```text
 //!  record the app (state installing)                     install-recorded
 //!  copy its files to <root>/apps/<id>
-//!  for each image:   ledger, pull if missing             install-pulled-image
+//!  for each image:   ledger, pull if missing (with the   install-pulled-image
+//!                    installing user's logins only)
 //!  for each volume:  ledger, make <root>/volumes/<app>_<v>/_data   install-volume
 //!  network:          ledger, bridge + table              install-network
 //!  for each service (dependencies first):
@@ -40,6 +41,7 @@ use crate::cancel::Cancel;
 use crate::images::now;
 use crate::ledger::{self, Resource};
 use crate::network::{PortRequest, Protocol};
+use crate::registry::Requester;
 use crate::state::AppRecord;
 
 /// The catalog's variables, kept with the installed app's files.
@@ -233,12 +235,14 @@ pub(super) fn port_requests(
 }
 
 impl AppManager {
-    /// Install app `id` from a catalog: pull, make its network, volumes and
-    /// containers, start them in dependency order and wait until it answers.
+    /// Install app `id` from a catalog: pull (with `who`'s logins), make
+    /// its network, volumes and containers, start them in dependency order
+    /// and wait until it answers.
     pub async fn install(
         &self,
         id: &str,
         opts: &InstallOptions,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<InstallResult> {
@@ -277,7 +281,7 @@ impl AppManager {
         crash_point("install-recorded");
         let mut notes = Vec::new();
         let result = self
-            .install_steps(&app, &vars, opts, progress, cancel, &mut notes)
+            .install_steps(&app, &vars, opts, who, progress, cancel, &mut notes)
             .await;
         match result {
             Ok(()) => {
@@ -304,11 +308,13 @@ impl AppManager {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn install_steps(
         &self,
         app: &App,
         vars: &super::Vars,
         opts: &InstallOptions,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
         notes: &mut Vec<String>,
@@ -338,7 +344,7 @@ impl AppManager {
         // Images.
         for reference in app.compose.images() {
             cancelled()?;
-            self.ensure_image(id, &reference.to_string(), progress, cancel)
+            self.ensure_image(id, &reference.to_string(), who, progress, cancel)
                 .await?;
             crash_point("install-pulled-image");
         }
@@ -460,6 +466,7 @@ impl AppManager {
         &self,
         app: &str,
         reference: &str,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<()> {
@@ -478,15 +485,18 @@ impl AppManager {
             (present, seq)
         };
         if !present {
-            self.pull_with_progress(reference, progress, cancel).await?;
+            self.pull_with_progress(reference, who, progress, cancel)
+                .await?;
         }
         self.mark_made(app, seq, None)
     }
 
-    /// Pull `reference`, reporting its layers with the ones pulled before.
+    /// Pull `reference` for `who`, reporting its layers with the ones
+    /// pulled before.
     pub(super) async fn pull_with_progress(
         &self,
         reference: &str,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<crate::images::PullResult> {
@@ -513,7 +523,7 @@ impl AppManager {
             }
         };
         let images = self.inner.images.clone();
-        let pull = async move { images.pull(reference, &tx, cancel).await };
+        let pull = async move { images.pull(reference, who, &tx, cancel).await };
         let (r, ()) = tokio::join!(pull, forward);
         Ok(r?)
     }

@@ -13,6 +13,7 @@ use super::errors::to_api;
 use super::job::Jobs;
 use crate::credentials::FileCredentials;
 use crate::images::{ImageStore, PullProgress};
+use crate::registry::Requester;
 
 pub struct Helper {
     pub(super) images: ImageStore,
@@ -52,7 +53,7 @@ impl Helper {
                 pull_progress,
                 move |tx, cancel| async move {
                     let r = images
-                        .pull(&reference, &tx, &cancel)
+                        .pull(&reference, Requester::User(who.uid), &tx, &cancel)
                         .await
                         .map_err(to_api)?;
                     Ok(serde_json::to_string(&PullResult {
@@ -189,7 +190,8 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
+        let who = self
+            .auth
             .authorize(conn, &header, Action::RegistryLogin, flags)
             .await?;
         check_host(&host)?;
@@ -198,8 +200,9 @@ impl Helper {
                 "the user name must not be empty or contain `:`".into(),
             ));
         }
+        // The caller's own login: never anyone else's (issue 11).
         self.credentials
-            .login(&host, &username, &password)
+            .login(who.uid, &host, &username, &password)
             .map_err(|e| Error::Internal(e.to_string()))
     }
 
@@ -210,13 +213,17 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.auth
+        let who = self
+            .auth
             .authorize(conn, &header, Action::RegistryLogin, flags)
             .await?;
         check_host(&host)?;
-        match self.credentials.logout(&host) {
+        match self.credentials.logout(who.uid, &host) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Error::NotFound(format!("not logged in to {host}"))),
+            Ok(false) => Err(Error::NotFound(format!(
+                "user {} is not logged in to {host} (logins are per user)",
+                auth::user_name(who.uid)
+            ))),
             Err(e) => Err(Error::Internal(e.to_string())),
         }
     }

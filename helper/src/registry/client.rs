@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
-use super::auth::{refused, Auth, CredentialStore};
+use super::auth::{refused, Auth, CredentialStore, Requester};
 use super::manifest::{parse_manifest_named, Descriptor, Manifest, MANIFEST_ACCEPT};
 use super::{Error, Result};
 use crate::cancel::Cancel;
@@ -86,20 +86,25 @@ struct Inner {
 
 /// A client for any number of registries. Cheap to clone; clones share the
 /// connection pool and the token cache, so clone it into parallel downloads.
+/// It uses the logins of the [`Requester`] it acts for, and no one's until
+/// told ([`RegistryClient::acting_for`]).
 #[derive(Clone)]
 pub struct RegistryClient {
     inner: Arc<Inner>,
+    who: Requester,
 }
 
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryClient")
             .field("opts", &self.inner.opts)
+            .field("who", &self.who)
             .finish_non_exhaustive()
     }
 }
 
 impl RegistryClient {
+    /// A client acting for no one: anonymous pulls only.
     pub fn new(opts: ClientOptions, creds: Arc<dyn CredentialStore>) -> Result<Self> {
         let http = reqwest::Client::builder()
             .user_agent(opts.user_agent.clone())
@@ -124,7 +129,17 @@ impl RegistryClient {
                 opts,
                 auth: Auth::new(creds),
             }),
+            who: Requester::Anonymous,
         })
+    }
+
+    /// The same client (pool, token cache), using `who`'s logins and no
+    /// one else's.
+    pub fn acting_for(&self, who: Requester) -> RegistryClient {
+        RegistryClient {
+            inner: self.inner.clone(),
+            who,
+        }
     }
 
     /// `http` for loopback registries (`localhost`, 127.0.0.0/8, `::1`) and
@@ -175,7 +190,9 @@ impl RegistryClient {
         let (registry, repo, host) = (&r.registry, &r.repository, r.api_host());
         let mut challenged = false;
         loop {
-            let sent = auth.authorization(t, registry, repo, cancel).await?;
+            let sent = auth
+                .authorization(t, self.who, registry, repo, cancel)
+                .await?;
             let resp = send_with_retries(t, host, cancel, || {
                 let mut req = t.http.get(url).headers(headers.clone());
                 if let Some(h) = &sent.header {
@@ -196,13 +213,13 @@ impl RegistryClient {
             if status == StatusCode::UNAUTHORIZED
                 && !challenged
                 && auth
-                    .on_challenge(registry, repo, resp.headers(), &sent)
+                    .on_challenge(self.who, registry, repo, resp.headers(), &sent)
                     .await
             {
                 challenged = true;
                 continue;
             }
-            let has_creds = auth.credentials(registry).is_some();
+            let has_creds = auth.credentials(self.who, registry).is_some();
             return Err(refused(registry, repo, status.as_u16(), has_creds));
         }
     }

@@ -29,9 +29,10 @@
 //! ```text
 //!   send ──► 2xx/206/404/416 ─────────────────────────────► caller decides
 //!     │ 401 + WWW-Authenticate: Bearer realm,service,scope
-//!     ├──► GET realm?service&scope (Basic auth if `berth login` stored
-//!     │    credentials for the host) ─► token cached per (host, scope)
-//!     │    until expires_in ─► send again once with `Bearer` ─► 401/403 = Auth
+//!     ├──► GET realm?service&scope (Basic auth if the requester's
+//!     │    `berth login` stored credentials for the host) ─► token cached
+//!     │    per (host, scope, login) until expires_in ─► send again once
+//!     │    with `Bearer` ─► 401/403 = Auth
 //!     │ 401 + Basic ─► send again once with credentials ────► 401/403 = Auth
 //!     │ connect error, timeout, 429, 5xx
 //!     └──► wait 0.2 s, 0.5 s, 1 s, 2 s… and send again, `retries` times
@@ -39,6 +40,16 @@
 //!
 //! Once a host has answered with a Bearer challenge the client sends tokens
 //! pre-emptively, so parallel layer downloads do not each pay for a 401.
+//!
+//! ## Whose login
+//!
+//! A [`RegistryClient`] acts for a [`Requester`]: the uid that started the
+//! pull, as the bus reported it ([`RegistryClient::acting_for`]). It asks
+//! the [`CredentialStore`] for that requester's login only, and a client
+//! made with [`RegistryClient::new`] acts for no one (anonymous pulls).
+//! Tokens are cached under the login they were fetched with (a digest of
+//! it, never the password), so one user's token never serves another's
+//! pull, a logout takes effect at once, and anonymous tokens are shared.
 //!
 //! Blob downloads follow redirects to blob storage (S3, a CDN). reqwest drops
 //! the `Authorization` header when a redirect leaves the host (or port) it was
@@ -58,7 +69,9 @@ mod manifest;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{parse_www_authenticate, Challenge, CredentialStore, Credentials, NoCredentials};
+pub use auth::{
+    parse_www_authenticate, Challenge, CredentialStore, Credentials, NoCredentials, Requester,
+};
 pub use client::{ClientOptions, Fetched, RegistryClient};
 pub use manifest::{
     layer_compression, parse_config, parse_manifest, select_platform, select_platform_for,
