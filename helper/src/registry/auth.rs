@@ -13,6 +13,8 @@
 //! Credentials are the requester's own (issue 11): every lookup names the
 //! [`Requester`], and a token is filed under the login it was fetched with,
 //! so a token fetched with one user's login never serves another user.
+//! Whether a token server may be asked over plain HTTP, and with a login,
+//! is `plain_http`'s rule.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -23,6 +25,7 @@ use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 
 use super::client::{send_with_retries, unexpected_status, Transport};
+use super::plain_http::{host_port, PlainHttp};
 use super::{Error, Result};
 use crate::cancel::Cancel;
 use crate::content::Digest;
@@ -272,6 +275,7 @@ type TokenKey = (String, String, Option<Digest>);
 /// The authorization state shared by all clones of a `RegistryClient`.
 pub(super) struct Auth {
     creds: Arc<dyn CredentialStore>,
+    plain: PlainHttp,
     /// By registry name (`docker.io`): what the registry asks of everyone.
     hosts: Mutex<HashMap<String, HostAuth>>,
     /// The scope a registry named in its challenge for (registry, repository).
@@ -290,9 +294,10 @@ pub(super) struct Sent {
 }
 
 impl Auth {
-    pub(super) fn new(creds: Arc<dyn CredentialStore>) -> Auth {
+    pub(super) fn new(creds: Arc<dyn CredentialStore>, plain: PlainHttp) -> Auth {
         Auth {
             creds,
+            plain,
             hosts: Mutex::default(),
             scopes: Mutex::default(),
             tokens: Mutex::default(),
@@ -320,14 +325,14 @@ impl Auth {
         lock(&self.tokens).entry(key).or_default().clone()
     }
 
-    /// The `Authorization` to send for `who` to `registry` for `repo`, from
-    /// what the registry asked for before; fetches a token if none is cached
-    /// for `who`'s login.
+    /// The `Authorization` to send for `who` to `registry` (spoken to at
+    /// `registry_host`) for `repo`, from what the registry asked for before;
+    /// fetches a token if none is cached for `who`'s login.
     pub(super) async fn authorization(
         &self,
         t: &Transport,
         who: Requester,
-        registry: &str,
+        (registry, registry_host): (&str, &str),
         repo: &str,
         cancel: &Cancel,
     ) -> Result<Sent> {
@@ -352,7 +357,7 @@ impl Auth {
                         let tok = self
                             .fetch_token(
                                 t,
-                                registry,
+                                (registry, registry_host),
                                 repo,
                                 &realm,
                                 service.as_deref(),
@@ -429,7 +434,7 @@ impl Auth {
     async fn fetch_token(
         &self,
         t: &Transport,
-        registry: &str,
+        (registry, registry_host): (&str, &str),
         repo: &str,
         realm: &str,
         service: Option<&str>,
@@ -443,11 +448,9 @@ impl Auth {
                  URL ({e})"
             ))
         })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::Unsupported(format!(
-                "registry {registry} sent a token server address `{realm}` that is not http(s)"
-            )));
-        }
+        // Before anything is sent: no login (and no token) in clear.
+        self.plain
+            .check_realm(registry, registry_host, &url, creds.is_some())?;
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
@@ -455,7 +458,7 @@ impl Auth {
             }
             q.append_pair("scope", scope);
         }
-        let token_host = url.host_str().unwrap_or(realm).to_string();
+        let token_host = host_port(&url);
         let resp = send_with_retries(t, &token_host, cancel, || {
             let mut req = t.http.get(url.clone());
             if let Some(c) = creds {
@@ -617,7 +620,7 @@ mod tests {
 
     #[tokio::test]
     async fn challenges_are_remembered() {
-        let auth = Auth::new(Arc::new(NoCredentials));
+        let auth = Auth::new(Arc::new(NoCredentials), PlainHttp::default());
         let mut h = HeaderMap::new();
         h.insert(
             WWW_AUTHENTICATE,

@@ -29,6 +29,8 @@
 //! ```text
 //!   send ──► 2xx/206/404/416 ─────────────────────────────► caller decides
 //!     │ 401 + WWW-Authenticate: Bearer realm,service,scope
+//!     ├──► realm allowed? (`plain_http`: no `http://` realm for an HTTPS
+//!     │    registry, no login in clear) ─► else PlainHttp
 //!     ├──► GET realm?service&scope (Basic auth if the requester's
 //!     │    `berth login` stored credentials for the host) ─► token cached
 //!     │    per (host, scope, login) until expires_in ─► send again once
@@ -55,7 +57,9 @@
 //! the `Authorization` header when a redirect leaves the host (or port) it was
 //! sent to (`reqwest::redirect::remove_sensitive_headers`), so a registry
 //! token is never handed to the storage service; the `Range` header is kept,
-//! which is what resuming needs.
+//! which is what resuming needs. It keeps the header when only the scheme
+//! changes, so a step down from HTTPS to plain HTTP is not followed unless
+//! the target may be spoken to in clear (`plain_http`).
 //!
 //! Cancellation: every await that talks to the network races the job's
 //! [`Cancel`](crate::cancel::Cancel). A cancelled blob download aborts its
@@ -66,6 +70,7 @@
 mod auth;
 mod client;
 mod manifest;
+mod plain_http;
 #[cfg(test)]
 mod tests;
 
@@ -103,6 +108,10 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    /// A login or token would travel in clear: an `http://` token realm, or a
+    /// redirect from HTTPS to plain HTTP (see `plain_http`).
+    #[error("{message}")]
+    PlainHttp { registry: String, message: String },
     /// Bytes that do not match their digest, size or format.
     #[error("{0}")]
     Corrupt(String),

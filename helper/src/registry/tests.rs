@@ -943,3 +943,28 @@ async fn each_requester_pulls_with_their_own_login_and_tokens() {
     assert!(pull(&root).await.is_err());
     pull(&alice).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_login_is_not_sent_to_a_plain_http_realm_off_loopback() {
+    // A loopback registry whose token realm is plain HTTP on an address
+    // that is not loopback (TEST-NET-3: nothing is ever sent there).
+    let realm = "http://203.0.113.1:9/token";
+    let server = Server::start(move |_| {
+        reply(401, "").header(
+            "WWW-Authenticate",
+            format!(r#"Bearer realm="{realm}",service="test""#),
+        )
+    })
+    .await;
+    let r = server.reference("a/b:1");
+    let e = client(Some(("u", "p")), 0)
+        .fetch_manifest(&r, "1", &Cancel::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PlainHttp { .. }), "{e}");
+    let m = e.to_string();
+    assert!(m.contains(realm) && m.contains(&server.host()), "{m}");
+    assert!(m.contains("will not send your login"), "{m}");
+    // One request to the registry, the one challenged; none anywhere else.
+    assert_eq!(server.requests().len(), 1);
+}
