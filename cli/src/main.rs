@@ -79,9 +79,9 @@ enum Command {
     Image(image::Command),
     /// Remove images.
     Rmi(rmi::Args),
-    /// Store credentials for a registry.
+    /// Store your login for a registry (used only for pulls and installs you start).
     Login(login::LoginArgs),
-    /// Forget the credentials for a registry.
+    /// Forget your login for a registry.
     Logout(login::LogoutArgs),
     /// Show the versions of berth and berthd.
     Version,

@@ -82,7 +82,12 @@ impl Env {
                 .expect("image store");
         let (progress, _) = tokio::sync::watch::channel(berthd::images::PullProgress::default());
         images
-            .pull(&image, &progress, &berthd::cancel::Cancel::new())
+            .pull(
+                &image,
+                berthd::registry::Requester::Anonymous,
+                &progress,
+                &berthd::cancel::Cancel::new(),
+            )
             .await
             .expect("pull");
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_berth-shim"))

@@ -18,13 +18,13 @@ use berthd::content::{ContentStore, Digest};
 use berthd::reference::Reference;
 use berthd::registry::{
     parse_config, select_platform, ClientOptions, CredentialStore, Credentials, Descriptor, Error,
-    Manifest, NoCredentials, Platform, RegistryClient,
+    Manifest, NoCredentials, Platform, RegistryClient, Requester,
 };
 
 struct Creds(Option<(String, String)>);
 
 impl CredentialStore for Creds {
-    fn get(&self, _host: &str) -> Option<Credentials> {
+    fn get(&self, _who: Requester, _host: &str) -> Option<Credentials> {
         self.0.as_ref().map(|(u, p)| Credentials {
             username: u.clone(),
             password: p.clone(),

@@ -458,7 +458,8 @@ fn token_auth_and_login() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let auth = env.root().join("auth.json");
+    // root's logins (issue 11: one file per user).
+    let auth = env.root().join("auth/0.json");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777,

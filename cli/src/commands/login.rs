@@ -5,6 +5,9 @@ use anyhow::{bail, Context};
 
 use crate::Ctx;
 
+/// `berth login` and `logout`: the caller's own registry logins. berthd
+/// keeps a login per user (the one the bus says is calling), and only pulls
+/// and installs that user starts use it.
 #[derive(clap::Args)]
 pub struct LoginArgs {
     /// Registry host, e.g. `ghcr.io` or `registry.lan:5000`.
@@ -51,14 +54,44 @@ pub async fn exec_login(ctx: &Ctx, a: LoginArgs) -> anyhow::Result<ExitCode> {
         .await?
         .login(&a.host, &username, &password, ctx.flags)
         .await?;
-    println!("Login to {} stored (readable by root only)", a.host);
+    println!(
+        "Login to {} stored for user {}; only pulls and installs you start use it \
+         (readable by root only)",
+        a.host,
+        me()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn exec_logout(ctx: &Ctx, a: LogoutArgs) -> anyhow::Result<ExitCode> {
     ctx.helper().await?.logout(&a.host, ctx.flags).await?;
-    println!("Removed login for {}", a.host);
+    println!(
+        "Removed the login of user {} for {}; other users' logins are unchanged",
+        me(),
+        a.host
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// This process's user name (berthd stores the login for the same uid, as
+/// the bus reports it), or its uid if it has no name.
+fn me() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: zeroed is a valid `passwd` (null pointers, zero ids).
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `out` is set to `&pwd`
+    // or null.
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() {
+        return format!("uid {uid}");
+    }
+    // SAFETY: on success `pw_name` points into `buf`, NUL-terminated.
+    unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn prompt(q: &str) -> anyhow::Result<String> {

@@ -68,10 +68,11 @@ pub trait Helper1 {
         flags: u64,
     ) -> Result<zbus::zvariant::OwnedObjectPath>;
 
-    /// Store credentials for a registry host (readable by root only).
+    /// Store the caller's credentials for a registry host (readable by root
+    /// only); only pulls and installs the caller starts use them.
     fn login(&self, host: &str, username: &str, password: &str, flags: u64) -> Result<()>;
 
-    /// Forget the credentials for a registry host.
+    /// Forget the caller's credentials for a registry host.
     fn logout(&self, host: &str, flags: u64) -> Result<()>;
 
     /// Facts about this helper: version, roots, storage used, cgroup version.

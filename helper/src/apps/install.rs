@@ -3,7 +3,8 @@
 //! ```text
 //!  record the app (state installing)                     install-recorded
 //!  copy its files to <root>/apps/<id>
-//!  for each image:   ledger, pull if missing             install-pulled-image
+//!  for each image:   ledger, pull if missing (with the   install-pulled-image
+//!                    installing user's logins only)
 //!  for each volume:  ledger, make <root>/volumes/<app>_<v>/_data   install-volume
 //!  network:          ledger, bridge + table              install-network
 //!  for each service (dependencies first):
@@ -40,6 +41,7 @@ use crate::cancel::Cancel;
 use crate::images::now;
 use crate::ledger::{self, Resource};
 use crate::network::{PortRequest, Protocol};
+use crate::registry::Requester;
 use crate::state::AppRecord;
 
 /// The catalog's variables, kept with the installed app's files.
@@ -233,14 +235,14 @@ pub(super) fn port_requests(
 }
 
 impl AppManager {
-    /// Install app `id` from a catalog for uid `owner`: pull, make its
-    /// network, volumes and containers, start them in dependency order and
-    /// wait until it answers.
+    /// Install app `id` from a catalog for `who` (its owner; pulls use
+    /// its logins): pull, make its network, volumes and containers, start
+    /// them in dependency order and wait until it answers.
     pub async fn install(
         &self,
         id: &str,
         opts: &InstallOptions,
-        owner: u32,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<InstallResult> {
@@ -274,13 +276,17 @@ impl AppManager {
                 options: serde_json::to_string(opts).expect("options serialise"),
                 removal: String::new(),
                 installed: now(),
-                owner,
+                // An install nobody asked for does not happen; root's if it did.
+                owner: match who {
+                    Requester::User(uid) => uid,
+                    Requester::Anonymous => 0,
+                },
             })
             .map_err(state_err)?;
         crash_point("install-recorded");
         let mut notes = Vec::new();
         let result = self
-            .install_steps(&app, &vars, opts, progress, cancel, &mut notes)
+            .install_steps(&app, &vars, opts, who, progress, cancel, &mut notes)
             .await;
         match result {
             Ok(()) => {
@@ -307,11 +313,13 @@ impl AppManager {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn install_steps(
         &self,
         app: &App,
         vars: &super::Vars,
         opts: &InstallOptions,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
         notes: &mut Vec<String>,
@@ -341,7 +349,7 @@ impl AppManager {
         // Images.
         for reference in app.compose.images() {
             cancelled()?;
-            self.ensure_image(id, &reference.to_string(), progress, cancel)
+            self.ensure_image(id, &reference.to_string(), who, progress, cancel)
                 .await?;
             crash_point("install-pulled-image");
         }
@@ -463,6 +471,7 @@ impl AppManager {
         &self,
         app: &str,
         reference: &str,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<()> {
@@ -481,15 +490,18 @@ impl AppManager {
             (present, seq)
         };
         if !present {
-            self.pull_with_progress(reference, progress, cancel).await?;
+            self.pull_with_progress(reference, who, progress, cancel)
+                .await?;
         }
         self.mark_made(app, seq, None)
     }
 
-    /// Pull `reference`, reporting its layers with the ones pulled before.
+    /// Pull `reference` for `who`, reporting its layers with the ones
+    /// pulled before.
     pub(super) async fn pull_with_progress(
         &self,
         reference: &str,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<crate::images::PullResult> {
@@ -516,7 +528,7 @@ impl AppManager {
             }
         };
         let images = self.inner.images.clone();
-        let pull = async move { images.pull(reference, &tx, cancel).await };
+        let pull = async move { images.pull(reference, who, &tx, cancel).await };
         let (r, ()) = tokio::join!(pull, forward);
         Ok(r?)
     }

@@ -11,7 +11,10 @@
 //! `/run` is empty, so its network is made again, each container gets a
 //! new namespace and address, its ports are published again and the
 //! /etc/hosts files rewritten. `berth stop APP` sets the desired state to
-//! `stopped`, so a stopped app stays stopped.
+//! `stopped`, so a stopped app stays stopped. Bringing an app back uses the
+//! images already in the store and pulls nothing, so it needs no one's
+//! registry login; only `install` and `update` pull, with the logins of the
+//! user who asked (issue 11).
 //!
 //! While berthd runs, a container of a running app that exits is started
 //! again when its service's `restart` asks for it (`always`,
@@ -36,6 +39,7 @@ use super::{App, Error, Result};
 use crate::cancel::Cancel;
 use crate::ledger::Resource;
 use crate::network::nft;
+use crate::registry::Requester;
 use crate::state::AppRecord;
 
 /// How long `start` waits for an app to answer.
@@ -191,11 +195,13 @@ impl AppManager {
         self.start(id).await
     }
 
-    /// Pull newer images; recreate the services whose image changed (their
-    /// volumes, network and ports stay), and start the app.
+    /// Pull newer images (with `who`'s logins); recreate the services whose
+    /// image changed (their volumes, network and ports stay), and start the
+    /// app.
     pub async fn update(
         &self,
         id: &str,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<InstallResult> {
@@ -203,7 +209,7 @@ impl AppManager {
         self.installed_record(id)?;
         let app = self.installed_app(id)?;
         self.db().set_app_state(id, "updating").map_err(state_err)?;
-        let result = self.update_steps(&app, progress, cancel).await;
+        let result = self.update_steps(&app, who, progress, cancel).await;
         self.db()
             .set_app_state(id, "installed")
             .map_err(state_err)?;
@@ -218,6 +224,7 @@ impl AppManager {
     async fn update_steps(
         &self,
         app: &App,
+        who: Requester,
         progress: &watch::Sender<AppProgress>,
         cancel: &Cancel,
     ) -> Result<Vec<String>> {
@@ -227,7 +234,7 @@ impl AppManager {
             let reference = s.image.to_string();
             let name = container_name(id, &s.name);
             let before = self.inner.images.find(&reference).ok().map(|n| n.manifest);
-            self.pull_with_progress(&reference, progress, cancel)
+            self.pull_with_progress(&reference, who, progress, cancel)
                 .await?;
             let now = self.inner.images.find(&reference)?.manifest;
             let c = self.inner.containers.find(&name)?;

@@ -19,6 +19,7 @@ use super::errors::to_api;
 use super::helper::Helper;
 use crate::apps::{self, AppManager, AppProgress};
 use crate::network;
+use crate::registry::Requester;
 
 /// Library errors into bus errors.
 pub fn app_error(e: apps::Error) -> Error {
@@ -162,7 +163,7 @@ pub async fn install(
             job_progress,
             move |tx, cancel| async move {
                 let mut r: InstallResult = apps
-                    .install(&app, &opts, uid, &tx, &cancel)
+                    .install(&app, &opts, Requester::User(uid), &tx, &cancel)
                     .await
                     .map_err(app_error)?;
                 fill_usage(&metrics, std::slice::from_mut(&mut r.app));
@@ -216,8 +217,10 @@ pub async fn update(
             uid,
             job_progress,
             move |tx, cancel| async move {
-                let mut r: InstallResult =
-                    apps.update(&app, &tx, &cancel).await.map_err(app_error)?;
+                let mut r: InstallResult = apps
+                    .update(&app, Requester::User(uid), &tx, &cancel)
+                    .await
+                    .map_err(app_error)?;
                 fill_usage(&metrics, std::slice::from_mut(&mut r.app));
                 Ok(json(&r))
             },

@@ -11,6 +11,7 @@ use zbus::zvariant::OwnedObjectPath;
 use super::errors::to_api;
 use super::helper::Helper;
 use crate::containers::{self, Containers};
+use crate::registry::Requester;
 
 pub fn container_error(e: containers::Error) -> Error {
     let msg = e.to_string();
@@ -44,7 +45,10 @@ pub async fn create(
             super::helper::pull_progress,
             move |tx, cancel| async move {
                 if images.find(&image).is_err() {
-                    images.pull(&image, &tx, &cancel).await.map_err(to_api)?;
+                    images
+                        .pull(&image, Requester::User(uid), &tx, &cancel)
+                        .await
+                        .map_err(to_api)?;
                 }
                 let c = ctrs.create(&image, &opts, uid).map_err(container_error)?;
                 Ok(serde_json::json!({ "id": c.id, "name": c.name }).to_string())

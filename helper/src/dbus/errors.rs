@@ -35,7 +35,7 @@ fn registry(r: R, msg: String) -> Error {
     match r {
         R::NotFound { .. } => Error::NotFound(msg),
         R::Unreachable { .. } | R::Server { .. } => Error::RegistryUnreachable(msg),
-        R::Auth { .. } => Error::RegistryAuth(msg),
+        R::Auth { .. } | R::PlainHttp { .. } => Error::RegistryAuth(msg),
         R::Corrupt(_) => Error::Corrupt(msg),
         R::Unsupported(_) => Error::Unsupported(msg),
         R::LimitExceeded(_) => Error::LimitExceeded(msg),

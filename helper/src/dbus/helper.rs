@@ -14,6 +14,7 @@ use super::job::Jobs;
 use super::names;
 use crate::credentials::FileCredentials;
 use crate::images::{ImageStore, PullProgress};
+use crate::registry::Requester;
 
 pub struct Helper {
     pub(super) images: ImageStore,
@@ -60,7 +61,7 @@ impl Helper {
                 pull_progress,
                 move |tx, cancel| async move {
                     let r = images
-                        .pull(&reference, &tx, &cancel)
+                        .pull(&reference, Requester::User(who.uid), &tx, &cancel)
                         .await
                         .map_err(to_api)?;
                     Ok(serde_json::to_string(&PullResult {
@@ -234,7 +235,8 @@ impl Helper {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
         check_host(&host)?;
-        self.auth
+        let who = self
+            .auth
             .authorize_with(
                 conn,
                 &header,
@@ -250,8 +252,9 @@ impl Helper {
                 "the user name must not be empty or contain `:`".into(),
             ));
         }
+        // The caller's own login: never anyone else's (issue 11).
         self.credentials
-            .login(&host, &username, &password)
+            .login(who.uid, &host, &username, &password)
             .map_err(|e| Error::Internal(e.to_string()))
     }
 
@@ -263,7 +266,8 @@ impl Helper {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
         check_host(&host)?;
-        self.auth
+        let who = self
+            .auth
             .authorize_with(
                 conn,
                 &header,
@@ -274,9 +278,12 @@ impl Helper {
                 flags,
             )
             .await?;
-        match self.credentials.logout(&host) {
+        match self.credentials.logout(who.uid, &host) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Error::NotFound(format!("not logged in to {host}"))),
+            Ok(false) => Err(Error::NotFound(format!(
+                "user {} is not logged in to {host} (logins are per user)",
+                auth::user_name(who.uid)
+            ))),
             Err(e) => Err(Error::Internal(e.to_string())),
         }
     }

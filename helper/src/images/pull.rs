@@ -10,6 +10,9 @@
 //!
 //! On failure or cancel, what this pull added and no image references is
 //! removed again, and partial downloads are deleted.
+//!
+//! A pull acts for the [`Requester`] who started it: the registry client
+//! uses that user's `berth login`s and no one else's (issue 11).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -22,7 +25,8 @@ use crate::cancel::Cancel;
 use crate::content::Digest;
 use crate::reference::Reference;
 use crate::registry::{
-    parse_manifest, select_platform, Descriptor, ImageConfig, Manifest, Platform,
+    parse_manifest, select_platform, Descriptor, ImageConfig, Manifest, Platform, RegistryClient,
+    Requester,
 };
 use crate::state::{LayerRecord, ManifestRecord};
 
@@ -62,18 +66,22 @@ struct Created {
 }
 
 impl ImageStore {
-    /// Pull `input` (a reference as a person types it).
+    /// Pull `input` (a reference as a person types it) for `who`, with
+    /// `who`'s logins.
     pub async fn pull(
         &self,
         input: &str,
+        who: Requester,
         progress: &watch::Sender<PullProgress>,
         cancel: &Cancel,
     ) -> Result<PullResult> {
         let r: Reference = input.parse()?;
+        let registry = self.inner.registry.acting_for(who);
         let created = Mutex::new(Created::default());
         let result = {
             let _lease = self.shared_lease().await;
-            self.pull_locked(&r, progress, cancel, &created).await
+            self.pull_locked(&registry, &r, progress, cancel, &created)
+                .await
         };
         if result.is_err() {
             let created = std::mem::take(&mut *created.lock().unwrap_or_else(|p| p.into_inner()));
@@ -91,6 +99,7 @@ impl ImageStore {
 
     async fn pull_locked(
         &self,
+        registry: &RegistryClient,
         r: &Reference,
         progress: &watch::Sender<PullProgress>,
         cancel: &Cancel,
@@ -101,10 +110,7 @@ impl ImageStore {
         progress.send_modify(|p| p.phase = "resolving");
 
         // The name's manifest, and for an index the one for this machine.
-        let top = inner
-            .registry
-            .fetch_manifest(r, &r.target(), cancel)
-            .await?;
+        let top = registry.fetch_manifest(r, &r.target(), cancel).await?;
         self.put_blob(&top.digest, &top.bytes, created)?;
         let mut blobs = vec![top.digest.clone()];
         let (manifest_digest, manifest) = match parse_manifest(&top.bytes, Some(&top.media_type))? {
@@ -112,8 +118,7 @@ impl ImageStore {
             Manifest::Index(index) => {
                 let want = Platform::host();
                 let desc = select_platform(&index, &want).map_err(|e| with_name(e, r))?;
-                let child = inner
-                    .registry
+                let child = registry
                     .fetch_manifest(r, &desc.digest.to_string(), cancel)
                     .await?;
                 self.put_blob(&child.digest, &child.bytes, created)?;
@@ -133,8 +138,7 @@ impl ImageStore {
         let config_bytes = match content.read(&manifest.config.digest) {
             Ok(b) => b,
             Err(_) => {
-                let b = inner
-                    .registry
+                let b = registry
                     .fetch_blob_bytes(r, &manifest.config, MAX_CONFIG, cancel)
                     .await?;
                 self.put_blob(&manifest.config.digest, &b, created)?;
@@ -186,6 +190,7 @@ impl ImageStore {
 
         let sizes = self
             .fetch_layers(
+                registry,
                 r,
                 &manifest.layers,
                 &chain,
@@ -230,6 +235,7 @@ impl ImageStore {
     #[allow(clippy::too_many_arguments)]
     async fn fetch_layers(
         &self,
+        registry: &RegistryClient,
         r: &Reference,
         layers: &[Descriptor],
         chain: &[Digest],
@@ -269,8 +275,7 @@ impl ImageStore {
                         _ => false,
                     });
                 };
-                inner
-                    .registry
+                registry
                     .download_blob(r, desc, &inner.content, &on_bytes, cancel)
                     .await?;
                 lock(created).blobs.push(desc.digest.clone());
@@ -411,5 +416,5 @@ fn with_name(e: crate::registry::Error, r: &Reference) -> Error {
 #[allow(dead_code)]
 fn _assert_send(s: &ImageStore, p: &watch::Sender<PullProgress>, c: &Cancel) {
     fn is_send<T: Send>(_: T) {}
-    is_send(s.pull("x", p, c));
+    is_send(s.pull("x", Requester::Anonymous, p, c));
 }

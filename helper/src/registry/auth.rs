@@ -6,9 +6,15 @@
 //! stored credentials as Basic auth, or anonymously); `Basic` wants the
 //! credentials on every request. What a host asked for is remembered, so
 //! later requests carry a token (or credentials) from the start, and tokens
-//! are cached per (registry, scope) until they expire. One token fetch per
-//! key runs at a time: parallel layer downloads wait for it instead of each
-//! asking the token server.
+//! are cached per (registry, scope, login) until they expire. One token
+//! fetch per key runs at a time: parallel layer downloads wait for it
+//! instead of each asking the token server.
+//!
+//! Credentials are the requester's own (issue 11): every lookup names the
+//! [`Requester`], and a token is filed under the login it was fetched with,
+//! so a token fetched with one user's login never serves another user.
+//! Whether a token server may be asked over plain HTTP, and with a login,
+//! is `plain_http`'s rule.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -19,8 +25,21 @@ use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 
 use super::client::{send_with_retries, unexpected_status, Transport};
+use super::plain_http::{host_port, PlainHttp};
 use super::{Error, Result};
 use crate::cancel::Cancel;
+use crate::content::Digest;
+
+/// On whose behalf a pull talks to registries: whose `berth login`s it may
+/// use. Made from the uid the bus reports for the caller, never from an
+/// argument, and carried down with the work it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Requester {
+    /// A local user: their own logins are used, nobody else's.
+    User(u32),
+    /// No one: no login is used (a client nobody asked to act for).
+    Anonymous,
+}
 
 /// A user name and password (or token) for one registry, as `berth login`
 /// stored them.
@@ -40,6 +59,22 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// Names the login a token was fetched with, for the token cache,
+    /// without keeping the password itself there.
+    fn fingerprint(&self) -> Digest {
+        Digest::of(format!("{}\0{}", self.username, self.password).as_bytes())
+    }
+
+    /// The `Authorization` value Basic auth sends, for tests' servers.
+    #[cfg(test)]
+    pub(super) fn basic(username: &str, password: &str) -> String {
+        let raw = format!("{username}:{password}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+
     fn basic_header(&self) -> HeaderValue {
         let raw = format!("{}:{}", self.username, self.password);
         let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
@@ -50,7 +85,8 @@ impl Credentials {
 /// Where credentials come from. Keys are registry host names as people type
 /// them in `berth login` (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
 pub trait CredentialStore: Send + Sync {
-    fn get(&self, host: &str) -> Option<Credentials>;
+    /// `who`'s login for `host`, if they stored one.
+    fn get(&self, who: Requester, host: &str) -> Option<Credentials>;
 }
 
 /// A store with nothing in it: anonymous pulls only.
@@ -58,7 +94,7 @@ pub trait CredentialStore: Send + Sync {
 pub struct NoCredentials;
 
 impl CredentialStore for NoCredentials {
-    fn get(&self, _host: &str) -> Option<Credentials> {
+    fn get(&self, _who: Requester, _host: &str) -> Option<Credentials> {
         None
     }
 }
@@ -194,7 +230,7 @@ pub(super) fn refused(host: &str, repo: &str, status: u16, has_credentials: bool
         ),
         (403, false) => format!(
             "registry {host} refused access to {repo} (403): it may be private; if it is, \
-             run `berth login {host}`"
+             run `berth login {host}` (logins are per user: only your own is used)"
         ),
         (s, true) => format!(
             "registry {host} refused access to {repo} ({s}): the image may not exist, or the \
@@ -203,7 +239,8 @@ pub(super) fn refused(host: &str, repo: &str, status: u16, has_credentials: bool
         ),
         (s, false) => format!(
             "registry {host} refused access to {repo} ({s}): the image may be private or not \
-             exist; if it is private run `berth login {host}`"
+             exist; if it is private run `berth login {host}` (logins are per user: only \
+             your own is used)"
         ),
     };
     Error::Auth {
@@ -232,37 +269,44 @@ struct Token {
 
 type TokenSlot = Arc<tokio::sync::Mutex<Option<Token>>>;
 
+/// (registry, scope, the login's fingerprint or `None` for anonymous).
+type TokenKey = (String, String, Option<Digest>);
+
 /// The authorization state shared by all clones of a `RegistryClient`.
 pub(super) struct Auth {
     creds: Arc<dyn CredentialStore>,
-    /// By registry name (`docker.io`).
+    plain: PlainHttp,
+    /// By registry name (`docker.io`): what the registry asks of everyone.
     hosts: Mutex<HashMap<String, HostAuth>>,
     /// The scope a registry named in its challenge for (registry, repository).
     scopes: Mutex<HashMap<(String, String), String>>,
-    /// Tokens by (registry, scope).
-    tokens: Mutex<HashMap<(String, String), TokenSlot>>,
+    /// Tokens by (registry, scope, login): a token is only as good as the
+    /// login it was fetched with, and serves only that login's requests.
+    tokens: Mutex<HashMap<TokenKey, TokenSlot>>,
 }
 
 /// The header a request went out with, to tell a stale token from a fresh one.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Sent {
     pub header: Option<HeaderValue>,
-    token: Option<String>,
+    /// The token sent and the cache slot it came from.
+    token: Option<(TokenSlot, String)>,
 }
 
 impl Auth {
-    pub(super) fn new(creds: Arc<dyn CredentialStore>) -> Auth {
+    pub(super) fn new(creds: Arc<dyn CredentialStore>, plain: PlainHttp) -> Auth {
         Auth {
             creds,
+            plain,
             hosts: Mutex::default(),
             scopes: Mutex::default(),
             tokens: Mutex::default(),
         }
     }
 
-    /// Stored credentials for `registry` (the name people type).
-    pub(super) fn credentials(&self, registry: &str) -> Option<Credentials> {
-        self.creds.get(registry)
+    /// `who`'s stored credentials for `registry` (the name people type).
+    pub(super) fn credentials(&self, who: Requester, registry: &str) -> Option<Credentials> {
+        self.creds.get(who, registry)
     }
 
     fn scope(&self, registry: &str, repo: &str) -> String {
@@ -272,19 +316,23 @@ impl Auth {
             .unwrap_or_else(|| format!("repository:{repo}:pull"))
     }
 
-    fn slot(&self, registry: &str, scope: &str) -> TokenSlot {
-        lock(&self.tokens)
-            .entry((registry.to_string(), scope.to_string()))
-            .or_default()
-            .clone()
+    fn slot(&self, registry: &str, scope: &str, login: Option<&Credentials>) -> TokenSlot {
+        let key = (
+            registry.to_string(),
+            scope.to_string(),
+            login.map(Credentials::fingerprint),
+        );
+        lock(&self.tokens).entry(key).or_default().clone()
     }
 
-    /// The `Authorization` to send to `registry` for `repo`, from what the
-    /// registry asked for before; fetches a token if none is cached.
+    /// The `Authorization` to send for `who` to `registry` (spoken to at
+    /// `registry_host`) for `repo`, from what the registry asked for before;
+    /// fetches a token if none is cached for `who`'s login.
     pub(super) async fn authorization(
         &self,
         t: &Transport,
-        registry: &str,
+        who: Requester,
+        (registry, registry_host): (&str, &str),
         repo: &str,
         cancel: &Cancel,
     ) -> Result<Sent> {
@@ -292,12 +340,13 @@ impl Auth {
         match host_auth {
             None => Ok(Sent::default()),
             Some(HostAuth::Basic) => Ok(Sent {
-                header: self.credentials(registry).map(|c| c.basic_header()),
+                header: self.credentials(who, registry).map(|c| c.basic_header()),
                 token: None,
             }),
             Some(HostAuth::Bearer { realm, service }) => {
+                let login = self.credentials(who, registry);
                 let scope = self.scope(registry, repo);
-                let slot = self.slot(registry, &scope);
+                let slot = self.slot(registry, &scope, login.as_ref());
                 let mut guard = tokio::select! {
                     g = slot.lock() => g,
                     _ = cancel.cancelled() => return Err(Error::Cancelled),
@@ -308,11 +357,12 @@ impl Auth {
                         let tok = self
                             .fetch_token(
                                 t,
-                                registry,
+                                (registry, registry_host),
                                 repo,
                                 &realm,
                                 service.as_deref(),
                                 &scope,
+                                login.as_ref(),
                                 cancel,
                             )
                             .await?;
@@ -321,9 +371,10 @@ impl Auth {
                         value
                     }
                 };
+                drop(guard);
                 Ok(Sent {
                     header: Some(sensitive(format!("Bearer {token}"))),
-                    token: Some(token),
+                    token: Some((slot, token)),
                 })
             }
         }
@@ -333,6 +384,7 @@ impl Auth {
     /// [`Auth::authorization`] can help.
     pub(super) async fn on_challenge(
         &self,
+        who: Requester,
         registry: &str,
         repo: &str,
         headers: &HeaderMap,
@@ -362,8 +414,7 @@ impl Auth {
             );
             // Drop the token this request carried: the registry no longer
             // takes it. A token another task fetched since is kept.
-            if let Some(used) = &sent.token {
-                let slot = self.slot(registry, &self.scope(registry, repo));
+            if let Some((slot, used)) = &sent.token {
                 let mut g = slot.lock().await;
                 if g.as_ref().is_some_and(|t| &t.value == used) {
                     *g = None;
@@ -374,7 +425,7 @@ impl Auth {
         if challenges.iter().any(|c| c.scheme == "basic") {
             lock(&self.hosts).insert(registry.to_string(), HostAuth::Basic);
             // Sending the same credentials again cannot help.
-            return sent.header.is_none() && self.credentials(registry).is_some();
+            return sent.header.is_none() && self.credentials(who, registry).is_some();
         }
         false
     }
@@ -383,11 +434,12 @@ impl Auth {
     async fn fetch_token(
         &self,
         t: &Transport,
-        registry: &str,
+        (registry, registry_host): (&str, &str),
         repo: &str,
         realm: &str,
         service: Option<&str>,
         scope: &str,
+        creds: Option<&Credentials>,
         cancel: &Cancel,
     ) -> Result<Token> {
         let mut url = reqwest::Url::parse(realm).map_err(|e| {
@@ -396,11 +448,9 @@ impl Auth {
                  URL ({e})"
             ))
         })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::Unsupported(format!(
-                "registry {registry} sent a token server address `{realm}` that is not http(s)"
-            )));
-        }
+        // Before anything is sent: no login (and no token) in clear.
+        self.plain
+            .check_realm(registry, registry_host, &url, creds.is_some())?;
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
@@ -408,11 +458,10 @@ impl Auth {
             }
             q.append_pair("scope", scope);
         }
-        let token_host = url.host_str().unwrap_or(realm).to_string();
-        let creds = self.credentials(registry);
+        let token_host = host_port(&url);
         let resp = send_with_retries(t, &token_host, cancel, || {
             let mut req = t.http.get(url.clone());
-            if let Some(c) = &creds {
+            if let Some(c) = creds {
                 req = req.header(reqwest::header::AUTHORIZATION, c.basic_header());
             }
             req
@@ -426,8 +475,8 @@ impl Auth {
                     repository: repo.to_string(),
                     status: status.as_u16(),
                     message: format!(
-                        "registry {registry} rejected the user name and password stored for \
-                         it (its token server {token_host} answered {}); run \
+                        "registry {registry} rejected the user name and password you stored \
+                         for it (its token server {token_host} answered {}); run \
                          `berth login {registry}` again",
                         status.as_u16()
                     ),
@@ -571,7 +620,7 @@ mod tests {
 
     #[tokio::test]
     async fn challenges_are_remembered() {
-        let auth = Auth::new(Arc::new(NoCredentials));
+        let auth = Auth::new(Arc::new(NoCredentials), PlainHttp::default());
         let mut h = HeaderMap::new();
         h.insert(
             WWW_AUTHENTICATE,
@@ -579,7 +628,11 @@ mod tests {
                 r#"Bearer realm="https://auth/token",service="svc",scope="repository:a/b:pull""#,
             ),
         );
-        assert!(auth.on_challenge("r", "a/b", &h, &Sent::default()).await);
+        let who = Requester::User(1000);
+        assert!(
+            auth.on_challenge(who, "r", "a/b", &h, &Sent::default())
+                .await
+        );
         assert!(matches!(
             lock(&auth.hosts).get("r"),
             Some(HostAuth::Bearer { realm, service: Some(s) }) if realm == "https://auth/token" && s == "svc"
@@ -593,10 +646,14 @@ mod tests {
             WWW_AUTHENTICATE,
             HeaderValue::from_static(r#"Basic realm="x""#),
         );
-        assert!(!auth.on_challenge("s", "a/b", &h, &Sent::default()).await);
         assert!(
             !auth
-                .on_challenge("s", "a/b", &HeaderMap::new(), &Sent::default())
+                .on_challenge(who, "s", "a/b", &h, &Sent::default())
+                .await
+        );
+        assert!(
+            !auth
+                .on_challenge(who, "s", "a/b", &HeaderMap::new(), &Sent::default())
                 .await
         );
     }
@@ -607,7 +664,8 @@ mod tests {
         assert_eq!(
             e,
             "registry ghcr.io refused access to me/app (401): the image may be private or not \
-             exist; if it is private run `berth login ghcr.io`"
+             exist; if it is private run `berth login ghcr.io` (logins are per user: only your \
+             own is used)"
         );
         let e = refused("ghcr.io", "me/app", 403, true).to_string();
         assert!(

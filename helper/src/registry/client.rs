@@ -2,7 +2,6 @@
 //! downloads over one pooled HTTP client.
 
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +9,9 @@ use futures_util::StreamExt as _;
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
-use super::auth::{refused, Auth, CredentialStore};
+use super::auth::{refused, Auth, CredentialStore, Requester};
 use super::manifest::{parse_manifest_named, Descriptor, Manifest, MANIFEST_ACCEPT};
+use super::plain_http::{strip_port, PlainHttp};
 use super::{Error, Result};
 use crate::cancel::Cancel;
 use crate::content::{self, ContentStore, Digest, Ingest};
@@ -25,6 +25,8 @@ const PROGRESS_EVERY: u64 = 64 << 10;
 /// Gather this much before writing to the ingest: fewer syscalls and hash
 /// calls than the network's small chunks would make.
 const WRITE_BATCH: usize = 256 << 10;
+/// Redirects followed per request (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
@@ -81,26 +83,47 @@ pub(super) struct Transport {
 struct Inner {
     t: Transport,
     opts: ClientOptions,
+    plain: PlainHttp,
     auth: Auth,
 }
 
 /// A client for any number of registries. Cheap to clone; clones share the
 /// connection pool and the token cache, so clone it into parallel downloads.
+/// It uses the logins of the [`Requester`] it acts for, and no one's until
+/// told ([`RegistryClient::acting_for`]).
 #[derive(Clone)]
 pub struct RegistryClient {
     inner: Arc<Inner>,
+    who: Requester,
 }
 
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryClient")
             .field("opts", &self.inner.opts)
+            .field("who", &self.who)
             .finish_non_exhaustive()
     }
 }
 
+/// A redirect `plain_http` refused; found again in the error chain to say so.
+#[derive(Debug)]
+struct RefusedRedirect(String);
+
+impl std::fmt::Display for RefusedRedirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RefusedRedirect {}
+
 impl RegistryClient {
+    /// A client acting for no one: anonymous pulls only.
     pub fn new(opts: ClientOptions, creds: Arc<dyn CredentialStore>) -> Result<Self> {
+        let plain = PlainHttp::new(&opts.insecure);
+        let redirects = plain.clone();
+        let limit = reqwest::redirect::Policy::limited(MAX_REDIRECTS);
         let http = reqwest::Client::builder()
             .user_agent(opts.user_agent.clone())
             .connect_timeout(opts.connect_timeout)
@@ -108,8 +131,15 @@ impl RegistryClient {
             .tcp_nodelay(true)
             .http2_adaptive_window(true)
             // Blob storage redirects; reqwest drops `Authorization` when a
-            // redirect changes host or port (see the module docs).
-            .redirect(reqwest::redirect::Policy::limited(10))
+            // redirect changes host or port, but not when it changes only
+            // the scheme: no step down to plain HTTP (see the module docs).
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                let from = attempt.previous().last().cloned();
+                match from.map(|from| redirects.redirect(&from, attempt.url())) {
+                    Some(Err(why)) => attempt.error(RefusedRedirect(why)),
+                    _ => limit.redirect(attempt),
+                }
+            }))
             .build()
             .map_err(|e| Error::Io {
                 what: "setting up the HTTP client".to_string(),
@@ -122,30 +152,26 @@ impl RegistryClient {
                     retries: opts.retries,
                 },
                 opts,
-                auth: Auth::new(creds),
+                auth: Auth::new(creds, plain.clone()),
+                plain,
             }),
+            who: Requester::Anonymous,
         })
     }
 
-    /// `http` for loopback registries (`localhost`, 127.0.0.0/8, `::1`) and
-    /// those listed as insecure, else `https`: Docker's rule.
+    /// The same client (pool, token cache), using `who`'s logins and no
+    /// one else's.
+    pub fn acting_for(&self, who: Requester) -> RegistryClient {
+        RegistryClient {
+            inner: self.inner.clone(),
+            who,
+        }
+    }
+
+    /// `http` for loopback registries (`localhost`, 127.0.0.0/8, `::1`, by
+    /// name) and those listed as insecure, else `https`: Docker's rule.
     pub fn scheme(&self, host: &str) -> &'static str {
-        let bare = strip_port(host);
-        let listed = self.inner.opts.insecure.iter().any(|entry| {
-            let entry = entry
-                .trim()
-                .trim_start_matches("http://")
-                .trim_start_matches("https://")
-                .trim_end_matches('/');
-            entry.eq_ignore_ascii_case(host) || entry.eq_ignore_ascii_case(bare)
-        });
-        let loopback = bare.eq_ignore_ascii_case("localhost")
-            || bare
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if listed || loopback {
+        if self.inner.plain.allows(host) {
             "http"
         } else {
             "https"
@@ -175,7 +201,9 @@ impl RegistryClient {
         let (registry, repo, host) = (&r.registry, &r.repository, r.api_host());
         let mut challenged = false;
         loop {
-            let sent = auth.authorization(t, registry, repo, cancel).await?;
+            let sent = auth
+                .authorization(t, self.who, (registry, host), repo, cancel)
+                .await?;
             let resp = send_with_retries(t, host, cancel, || {
                 let mut req = t.http.get(url).headers(headers.clone());
                 if let Some(h) = &sent.header {
@@ -196,13 +224,13 @@ impl RegistryClient {
             if status == StatusCode::UNAUTHORIZED
                 && !challenged
                 && auth
-                    .on_challenge(registry, repo, resp.headers(), &sent)
+                    .on_challenge(self.who, registry, repo, resp.headers(), &sent)
                     .await
             {
                 challenged = true;
                 continue;
             }
-            let has_creds = auth.credentials(registry).is_some();
+            let has_creds = auth.credentials(self.who, registry).is_some();
             return Err(refused(registry, repo, status.as_u16(), has_creds));
         }
     }
@@ -722,10 +750,15 @@ fn permanent_dns(e: &reqwest::Error) -> bool {
 }
 
 fn io_kind(e: &reqwest::Error) -> Option<std::io::ErrorKind> {
+    find_source::<std::io::Error>(e).map(std::io::Error::kind)
+}
+
+/// The first cause of `e` of type `T`.
+fn find_source<T: std::error::Error + 'static>(e: &reqwest::Error) -> Option<&T> {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
+        if let Some(found) = s.downcast_ref::<T>() {
+            return Some(found);
         }
         source = s.source();
     }
@@ -738,6 +771,12 @@ fn transport_error(host: &str, e: &reqwest::Error) -> Error {
         host: host.to_string(),
         detail,
     };
+    if let Some(refused) = find_source::<RefusedRedirect>(e) {
+        return Error::PlainHttp {
+            registry: host.to_string(),
+            message: refused.0.clone(),
+        };
+    }
     let what = describe(e);
     if is_dns(e) {
         // The resolver's own words ("Name or service not known") are the
@@ -904,17 +943,6 @@ fn same_origin(a: &str, b: &str) -> bool {
     }
 }
 
-/// `host` of `host:port`, `[::1]:5000` → `[::1]`; a bare IPv6 address stays whole.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map(|i| &host[..=i]).unwrap_or(host);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
 /// Distribution's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. Checked
 /// again here because the tag becomes part of a URL path.
 fn valid_tag(t: &str) -> bool {
@@ -975,10 +1003,6 @@ mod tests {
 
     #[test]
     fn small_helpers() {
-        assert_eq!(strip_port("a.b:5000"), "a.b");
-        assert_eq!(strip_port("[::1]:5000"), "[::1]");
-        assert_eq!(strip_port("::1"), "::1");
-        assert_eq!(strip_port("a.b"), "a.b");
         let mut h = HeaderMap::new();
         h.insert(CONTENT_RANGE, "bytes 100-199/200".parse().unwrap());
         assert_eq!(content_range_start(&h), Some(100));

@@ -29,9 +29,12 @@
 //! ```text
 //!   send ──► 2xx/206/404/416 ─────────────────────────────► caller decides
 //!     │ 401 + WWW-Authenticate: Bearer realm,service,scope
-//!     ├──► GET realm?service&scope (Basic auth if `berth login` stored
-//!     │    credentials for the host) ─► token cached per (host, scope)
-//!     │    until expires_in ─► send again once with `Bearer` ─► 401/403 = Auth
+//!     ├──► realm allowed? (`plain_http`: no `http://` realm for an HTTPS
+//!     │    registry, no login in clear) ─► else PlainHttp
+//!     ├──► GET realm?service&scope (Basic auth if the requester's
+//!     │    `berth login` stored credentials for the host) ─► token cached
+//!     │    per (host, scope, login) until expires_in ─► send again once
+//!     │    with `Bearer` ─► 401/403 = Auth
 //!     │ 401 + Basic ─► send again once with credentials ────► 401/403 = Auth
 //!     │ connect error, timeout, 429, 5xx
 //!     └──► wait 0.2 s, 0.5 s, 1 s, 2 s… and send again, `retries` times
@@ -40,11 +43,23 @@
 //! Once a host has answered with a Bearer challenge the client sends tokens
 //! pre-emptively, so parallel layer downloads do not each pay for a 401.
 //!
+//! ## Whose login
+//!
+//! A [`RegistryClient`] acts for a [`Requester`]: the uid that started the
+//! pull, as the bus reported it ([`RegistryClient::acting_for`]). It asks
+//! the [`CredentialStore`] for that requester's login only, and a client
+//! made with [`RegistryClient::new`] acts for no one (anonymous pulls).
+//! Tokens are cached under the login they were fetched with (a digest of
+//! it, never the password), so one user's token never serves another's
+//! pull, a logout takes effect at once, and anonymous tokens are shared.
+//!
 //! Blob downloads follow redirects to blob storage (S3, a CDN). reqwest drops
 //! the `Authorization` header when a redirect leaves the host (or port) it was
 //! sent to (`reqwest::redirect::remove_sensitive_headers`), so a registry
 //! token is never handed to the storage service; the `Range` header is kept,
-//! which is what resuming needs.
+//! which is what resuming needs. It keeps the header when only the scheme
+//! changes, so a step down from HTTPS to plain HTTP is not followed unless
+//! the target may be spoken to in clear (`plain_http`).
 //!
 //! Cancellation: every await that talks to the network races the job's
 //! [`Cancel`](crate::cancel::Cancel). A cancelled blob download aborts its
@@ -55,10 +70,13 @@
 mod auth;
 mod client;
 mod manifest;
+mod plain_http;
 #[cfg(test)]
 mod tests;
 
-pub use auth::{parse_www_authenticate, Challenge, CredentialStore, Credentials, NoCredentials};
+pub use auth::{
+    parse_www_authenticate, Challenge, CredentialStore, Credentials, NoCredentials, Requester,
+};
 pub use client::{ClientOptions, Fetched, RegistryClient};
 pub use manifest::{
     layer_compression, parse_config, parse_manifest, select_platform, select_platform_for,
@@ -90,6 +108,10 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    /// A login or token would travel in clear: an `http://` token realm, or a
+    /// redirect from HTTPS to plain HTTP (see `plain_http`).
+    #[error("{message}")]
+    PlainHttp { registry: String, message: String },
     /// Bytes that do not match their digest, size or format.
     #[error("{0}")]
     Corrupt(String),

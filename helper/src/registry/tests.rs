@@ -149,7 +149,7 @@ async fn serve_one(mut sock: tokio::net::TcpStream, handler: Handler, log: Arc<M
 fn client(creds: Option<(&str, &str)>, retries: u32) -> RegistryClient {
     struct One(Credentials);
     impl CredentialStore for One {
-        fn get(&self, _host: &str) -> Option<Credentials> {
+        fn get(&self, _who: Requester, _host: &str) -> Option<Credentials> {
             Some(self.0.clone())
         }
     }
@@ -387,7 +387,8 @@ async fn refusals_explain_themselves() {
         err.to_string(),
         format!(
             "registry {host} refused access to me/private (401): the image may be private or \
-             not exist; if it is private run `berth login {host}`"
+             not exist; if it is private run `berth login {host}` (logins are per user: \
+             only your own is used)"
         )
     );
     // The scope was built from the repository, since the challenge had none.
@@ -832,4 +833,138 @@ async fn redirects_to_storage_carry_range_but_not_credentials() {
         "credentials leaked to storage"
     );
     assert_eq!(reqs[0].header("range"), Some("bytes=1000-"));
+}
+
+/// Logins by uid, changed while the client lives (`berth login`/`logout`).
+#[derive(Default)]
+struct PerUser(Mutex<HashMap<u32, Credentials>>);
+
+impl PerUser {
+    fn login(&self, uid: u32, user: &str, password: &str) {
+        let c = Credentials {
+            username: user.into(),
+            password: password.into(),
+        };
+        self.0.lock().unwrap().insert(uid, c);
+    }
+
+    fn logout(&self, uid: u32) {
+        self.0.lock().unwrap().remove(&uid);
+    }
+}
+
+impl CredentialStore for PerUser {
+    fn get(&self, who: Requester, _host: &str) -> Option<Credentials> {
+        match who {
+            Requester::User(uid) => self.0.lock().unwrap().get(&uid).cloned(),
+            Requester::Anonymous => None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_requester_pulls_with_their_own_login_and_tokens() {
+    let manifest = manifest_bytes(&descriptor(b"{}"), &[]);
+    let port = Arc::new(AtomicUsize::new(0));
+    let p2 = port.clone();
+    let body = manifest.clone();
+    // The token server names each token after the login it was given; the
+    // private repository takes root's and alice's tokens only.
+    let server = Server::start(move |req| {
+        if req.path.starts_with("/token") {
+            let token = match req.header("authorization") {
+                None => "anon",
+                Some(h) if h == Credentials::basic("root-user", "root-pw") => "tok-root",
+                Some(h) if h == Credentials::basic("alice", "alice-pw") => "tok-alice",
+                Some(_) => return reply(401, ""),
+            };
+            return reply(200, format!(r#"{{"token":"{token}","expires_in":300}}"#));
+        }
+        match req.header("authorization") {
+            Some("Bearer tok-root" | "Bearer tok-alice") => {
+                reply(200, body.clone()).header("Content-Type", MEDIA_TYPE_OCI_MANIFEST)
+            }
+            _ => {
+                let realm = format!("http://127.0.0.1:{}/token", p2.load(Ordering::SeqCst));
+                reply(401, "").header(
+                    "WWW-Authenticate",
+                    format!(r#"Bearer realm="{realm}",service="test""#),
+                )
+            }
+        }
+    })
+    .await;
+    port.store(server.addr.port() as usize, Ordering::SeqCst);
+    let r = server.reference("a/private:1");
+    let logins = Arc::new(PerUser::default());
+    let base = RegistryClient::new(ClientOptions::default(), logins.clone()).unwrap();
+    let (root, alice) = (
+        base.acting_for(Requester::User(0)),
+        base.acting_for(Requester::User(1000)),
+    );
+    let cancel = Cancel::new();
+    let pull = |c: &RegistryClient| {
+        let (c, r, cancel) = (c.clone(), r.clone(), cancel.clone());
+        async move { c.fetch_manifest(&r, "1", &cancel).await }
+    };
+    let carried = |token: &str, from: usize| {
+        server.requests()[from..]
+            .iter()
+            .filter(|q| q.header("authorization") == Some(&format!("Bearer {token}")))
+            .count()
+    };
+
+    logins.login(0, "root-user", "root-pw");
+    assert_eq!(pull(&root).await.unwrap().bytes, manifest);
+    // Root's login, and the token it got, serve no one else.
+    let before = server.requests().len();
+    for other in [&alice, &base] {
+        let e = pull(other).await.unwrap_err();
+        assert!(matches!(e, Error::Auth { status: 401, .. }), "{e}");
+        assert!(e.to_string().contains("only your own is used"), "{e}");
+    }
+    assert_eq!(
+        carried("tok-root", before),
+        0,
+        "root's token served another"
+    );
+
+    // Alice's own login works for her, and root's stays root's.
+    logins.login(1000, "alice", "alice-pw");
+    pull(&alice).await.unwrap();
+    let before = server.requests().len();
+    pull(&root).await.unwrap();
+    assert_eq!(carried("tok-alice", before), 0);
+    assert!(carried("tok-root", before) > 0);
+
+    // A logout takes effect at once: the token cached for root's login is
+    // not used without it. Alice is not affected.
+    logins.logout(0);
+    assert!(pull(&root).await.is_err());
+    pull(&alice).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_login_is_not_sent_to_a_plain_http_realm_off_loopback() {
+    // A loopback registry whose token realm is plain HTTP on an address
+    // that is not loopback (TEST-NET-3: nothing is ever sent there).
+    let realm = "http://203.0.113.1:9/token";
+    let server = Server::start(move |_| {
+        reply(401, "").header(
+            "WWW-Authenticate",
+            format!(r#"Bearer realm="{realm}",service="test""#),
+        )
+    })
+    .await;
+    let r = server.reference("a/b:1");
+    let e = client(Some(("u", "p")), 0)
+        .fetch_manifest(&r, "1", &Cancel::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PlainHttp { .. }), "{e}");
+    let m = e.to_string();
+    assert!(m.contains(realm) && m.contains(&server.host()), "{m}");
+    assert!(m.contains("will not send your login"), "{m}");
+    // One request to the registry, the one challenged; none anywhere else.
+    assert_eq!(server.requests().len(), 1);
 }

@@ -10,7 +10,10 @@
 //! | [`Registry::start_with_htpasswd`] | `htpasswd` (bcrypt file) | Basic credentials |
 //!
 //! Distribution 2.8 serves htpasswd auth over plain HTTP (it only warns), so
-//! all three speak plain HTTP on loopback.
+//! all three speak plain HTTP on loopback. Variants for tests of whose login
+//! is used: [`Registry::start_with_htpasswd_users`] (several accounts) and
+//! [`Registry::start_with_token_auth_on`] (the token server on another
+//! address of the machine, a plain-HTTP realm off loopback).
 //!
 //! Lifecycle: started → (test) → dropped: the process gets SIGTERM (then
 //! SIGKILL), the token server thread stops, the storage dir is removed. A
@@ -28,6 +31,7 @@ pub use token::TokenServer;
 use crate::fsutil::TestDir;
 use crate::proc::{self, ChildGuard};
 use anyhow::{bail, Context, Result};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -101,12 +105,42 @@ impl Registry {
         })
     }
 
+    /// As [`Registry::start_with_htpasswd`] for several users, each with
+    /// their own password; the first one pushes.
+    pub fn start_with_htpasswd_users(users: &[(&str, &str)]) -> Result<Self> {
+        let (user, password) = users.first().context("no htpasswd user given")?;
+        let auth = RegistryAuth::Htpasswd {
+            user: user.to_string(),
+            password: password.to_string(),
+        };
+        Self::start_inner(auth, &users[1..], Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// As [`Registry::start_with_token_auth`], with the token server on
+    /// `ip` (an address of this machine) rather than 127.0.0.1: the
+    /// registry sends clients to a plain-HTTP realm that is not on loopback.
+    pub fn start_with_token_auth_on(ip: IpAddr) -> Result<Self> {
+        let auth = RegistryAuth::Token {
+            user: TOKEN_USER.into(),
+            password: TOKEN_PASSWORD.into(),
+        };
+        Self::start_inner(auth, &[], ip)
+    }
+
     pub fn start_with(auth: RegistryAuth) -> Result<Self> {
+        Self::start_inner(auth, &[], Ipv4Addr::LOCALHOST.into())
+    }
+
+    fn start_inner(
+        auth: RegistryAuth,
+        more_users: &[(&str, &str)],
+        token_ip: IpAddr,
+    ) -> Result<Self> {
         let dir = TestDir::new("berth-registry-")?;
         let (auth_yaml, token) = match &auth {
             RegistryAuth::Anonymous => (String::new(), None),
             RegistryAuth::Token { user, password } => {
-                let token = TokenServer::start(dir.path(), user, password)?;
+                let token = TokenServer::start_on(dir.path(), user, password, token_ip)?;
                 let yaml = format!(
                     "auth:\n  token:\n    realm: \"{}\"\n    service: \"{TOKEN_SERVICE}\"\n    issuer: \"{TOKEN_ISSUER}\"\n    rootcertbundle: \"{}\"\n",
                     token.realm(),
@@ -116,7 +150,9 @@ impl Registry {
             }
             RegistryAuth::Htpasswd { user, password } => {
                 let file = dir.join("htpasswd");
-                write_htpasswd(&file, user, password)?;
+                let mut users = vec![(user.as_str(), password.as_str())];
+                users.extend_from_slice(more_users);
+                write_htpasswd(&file, &users)?;
                 let yaml = format!(
                     "auth:\n  htpasswd:\n    realm: \"{BASIC_REALM}\"\n    path: \"{}\"\n",
                     file.display()
@@ -253,12 +289,18 @@ impl Drop for Registry {
     }
 }
 
-fn write_htpasswd(file: &Path, user: &str, password: &str) -> Result<()> {
-    let mut cmd = Command::new("htpasswd");
-    cmd.args(["-Bbn", user, password]);
-    let out = proc::run_ok("htpasswd", cmd, Duration::from_secs(30))
-        .context("making a bcrypt htpasswd file (apt-get install apache2-utils)")?;
-    std::fs::write(file, &out.stdout).with_context(|| format!("writing {}", file.display()))
+fn write_htpasswd(file: &Path, users: &[(&str, &str)]) -> Result<()> {
+    let mut lines = Vec::new();
+    for (user, password) in users {
+        let mut cmd = Command::new("htpasswd");
+        cmd.args(["-Bbn", user, password]);
+        let out = proc::run_ok("htpasswd", cmd, Duration::from_secs(30))
+            .context("making a bcrypt htpasswd file (apt-get install apache2-utils)")?;
+        // `-n` prints the line and an empty one.
+        lines.extend_from_slice(String::from_utf8_lossy(&out.stdout).trim_end().as_bytes());
+        lines.push(b'\n');
+    }
+    std::fs::write(file, &lines).with_context(|| format!("writing {}", file.display()))
 }
 
 /// Writes `config.yml` for a registry on 127.0.0.1:`port` storing in `data`.

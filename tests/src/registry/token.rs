@@ -23,7 +23,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::json;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -45,9 +45,10 @@ struct Signer {
     log: Mutex<Vec<String>>,
 }
 
-/// A token server thread on 127.0.0.1 and a free port.
+/// A token server thread on 127.0.0.1 (or another address of this machine)
+/// and a free port.
 pub struct TokenServer {
-    port: u16,
+    addr: SocketAddr,
     cert_path: PathBuf,
     signer: Arc<Signer>,
     stop: Arc<AtomicBool>,
@@ -57,7 +58,7 @@ pub struct TokenServer {
 impl std::fmt::Debug for TokenServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenServer")
-            .field("port", &self.port)
+            .field("addr", &self.addr)
             .field("cert_path", &self.cert_path)
             .finish()
     }
@@ -65,8 +66,14 @@ impl std::fmt::Debug for TokenServer {
 
 impl TokenServer {
     /// Makes a key and certificate in `dir` (`token.key`, `token.crt`) and
-    /// starts serving; `user`/`password` may push.
+    /// starts serving on 127.0.0.1; `user`/`password` may push.
     pub fn start(dir: &Path, user: &str, password: &str) -> Result<Self> {
+        Self::start_on(dir, user, password, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// As [`TokenServer::start`], listening on `ip` (an address of this
+    /// machine): a token realm that is not on loopback.
+    pub fn start_on(dir: &Path, user: &str, password: &str, ip: IpAddr) -> Result<Self> {
         let key_path = dir.join("token.key");
         let cert_path = dir.join("token.crt");
         let mut cmd = Command::new("openssl");
@@ -106,8 +113,9 @@ impl TokenServer {
             log: Mutex::new(Vec::new()),
         });
 
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding the token server")?;
-        let port = listener.local_addr()?.port();
+        let listener = TcpListener::bind((ip, 0))
+            .with_context(|| format!("binding the token server to {ip}"))?;
+        let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (signer, stop) = (signer.clone(), stop.clone());
@@ -116,7 +124,7 @@ impl TokenServer {
                 .spawn(move || serve(listener, signer, stop))?
         };
         Ok(Self {
-            port,
+            addr,
             cert_path,
             signer,
             stop,
@@ -126,7 +134,12 @@ impl TokenServer {
 
     /// The realm URL clients are sent to: `http://127.0.0.1:PORT/token`.
     pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
+        format!("http://{}/token", self.addr)
+    }
+
+    /// `IP:PORT` it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The certificate the registry trusts (`rootcertbundle`).
@@ -160,7 +173,7 @@ impl TokenServer {
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect(self.addr);
         if let Some(thread) = self.thread.lock().unwrap().take() {
             let _ = thread.join();
         }
