@@ -44,6 +44,20 @@ fn gdbus(
     )
 }
 
+/// An image whose config holds a secret (`img-s3cret`) in its environment
+/// and command, pushed to the shared demo registry as `repo:tag`.
+fn push_secret_image(repo: &str, tag: &str) -> String {
+    let image = ImageBuilder::new()
+        .layer(berth_testkit::busybox_rootfs().unwrap())
+        .env("BUILD_TOKEN=img-s3cret")
+        .cmd(&["serve", "--key", "img-s3cret"])
+        .build()
+        .unwrap();
+    let registry = berth_testkit::shared::demo_registry();
+    image.push(&registry.client(), repo, tag).unwrap();
+    format!("{}/{repo}:{tag}", registry.host())
+}
+
 fn web_image(env: &DemoEnv) -> String {
     format!("{}/demo/web:latest", env.registry())
 }
@@ -416,7 +430,7 @@ fn without_polkit_the_group_decides_and_refusals_say_it_equals_root() {
 }
 
 /// polkit rules for the tests below: the member may manage the app `hello`
-/// of catalog `demo` and nothing else of apps, and read any log.
+/// of catalog `demo` and nothing else of apps, pull images and read any log.
 fn rules(member: &TestUser) -> String {
     format!(
         r#"polkit.addRule(function(action, subject) {{
@@ -426,6 +440,7 @@ fn rules(member: &TestUser) -> String {
         return polkit.Result.YES;
     }}
     if (action.id == "org.berth.logs-read") return polkit.Result.YES;
+    if (action.id == "org.berth.image-pull") return polkit.Result.YES;
     return polkit.Result.NOT_HANDLED;
 }});
 "#,
@@ -461,8 +476,23 @@ fn polkit_decides_with_details_and_a_failing_polkit_refuses() {
         said.contains("polkit refused") && !said.contains("usermod"),
         "{said}"
     );
-    let (ok, said) = berth_as(&env, me, &["pull", &web_image(&env)]);
+    let (ok, said) = berth_as(&env, me, &["rmi", &web_image(&env)]);
     assert!(!ok && said.contains("polkit refused"), "{said}");
+
+    // An image's config is its puller's to read (and root's), not others'.
+    let reference = push_secret_image("sec/pulled", "v1");
+    let (ok, said) = berth_as(&env, me, &["pull", &reference]);
+    assert!(ok, "{said}");
+    let (ok, said) = berth_as(&env, me, &["image", "inspect", &reference]);
+    assert!(
+        ok && said.contains("img-s3cret"),
+        "the puller does not see its image: {said}"
+    );
+    let (ok, said) = berth_as(&env, NOBODY, &["image", "inspect", &reference]);
+    assert!(
+        ok && !said.contains("img-s3cret"),
+        "nobody read the image's secrets: {said}"
+    );
 
     // Logs are their own right: the member reads root's container's log,
     // but may not run a command in it; nobody (no rule) reads nothing.

@@ -276,11 +276,7 @@ impl AppManager {
                 options: serde_json::to_string(opts).expect("options serialise"),
                 removal: String::new(),
                 installed: now(),
-                // An install nobody asked for does not happen; root's if it did.
-                owner: match who {
-                    Requester::User(uid) => uid,
-                    Requester::Anonymous => 0,
-                },
+                owner: who.owner(),
             })
             .map_err(state_err)?;
         crash_point("install-recorded");

@@ -92,8 +92,9 @@ impl Helper {
     }
 
     /// One image as JSON; its config's environment values, command and
-    /// build history only for root and holders of the right to manage
-    /// containers (a private image's config is not everyone's).
+    /// build history only for root, the user who pulled it and holders of
+    /// the right to manage containers (a private image's config is not
+    /// everyone's).
     async fn inspect_image(
         &self,
         reference: String,
@@ -103,10 +104,12 @@ impl Helper {
         names::image(&reference)?;
         let mut v = self.images.inspect(&reference).map_err(to_api)?;
         let who = auth::caller(conn, &header).await?;
-        if !self
-            .auth
-            .holds(conn, &header, who, Action::ContainerManage)
-            .await
+        let puller = self.images.find(&reference).map_err(to_api)?.pulled_by == who.uid;
+        if !puller
+            && !self
+                .auth
+                .holds(conn, &header, who, Action::ContainerManage)
+                .await
         {
             crate::images::redact_inspect(&mut v);
         }

@@ -80,7 +80,7 @@ impl ImageStore {
         let created = Mutex::new(Created::default());
         let result = {
             let _lease = self.shared_lease().await;
-            self.pull_locked(&registry, &r, progress, cancel, &created)
+            self.pull_locked(&registry, &r, who, progress, cancel, &created)
                 .await
         };
         if result.is_err() {
@@ -101,6 +101,7 @@ impl ImageStore {
         &self,
         registry: &RegistryClient,
         r: &Reference,
+        who: Requester,
         progress: &watch::Sender<PullProgress>,
         cancel: &Cancel,
         created: &Mutex<Created>,
@@ -222,7 +223,9 @@ impl ImageStore {
                 .unwrap_or(0),
         };
         let name = r.to_string();
-        inner.db.record_image(&name, &top.digest, &record, now())?;
+        inner
+            .db
+            .record_image(&name, &top.digest, &record, now(), who.owner())?;
         Ok(PullResult {
             name,
             digest: top.digest,

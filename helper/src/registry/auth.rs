@@ -41,6 +41,17 @@ pub enum Requester {
     Anonymous,
 }
 
+impl Requester {
+    /// The uid what is made for this requester belongs to (an image's
+    /// puller, an app's owner): root's when no one asked.
+    pub fn owner(self) -> u32 {
+        match self {
+            Requester::User(uid) => uid,
+            Requester::Anonymous => 0,
+        }
+    }
+}
+
 /// A user name and password (or token) for one registry, as `berth login`
 /// stored them.
 #[derive(Clone, PartialEq, Eq)]

@@ -244,7 +244,7 @@ mod tests {
             size: 1,
             created: 0,
         };
-        db.record_image("x:latest", &m.digest, &m, 1).unwrap();
+        db.record_image("x:latest", &m.digest, &m, 1, 0).unwrap();
         let c = ContainerRecord {
             id: "ab".repeat(32),
             name: "web".into(),

@@ -221,6 +221,9 @@ pub struct NameRecord {
     pub target: Digest,
     pub manifest: Digest,
     pub pulled: i64,
+    /// The uid of the last caller who pulled it (0: root, or from before
+    /// this was recorded).
+    pub pulled_by: u32,
 }
 
 /// The database. One connection behind a mutex: berthd's writes are few and
@@ -287,13 +290,15 @@ impl Db {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Record a pulled image and point `name` at it, in one transaction.
+    /// Record a pulled image and point `name` at it, in one transaction;
+    /// `pulled_by` is the uid it was pulled for.
     pub fn record_image(
         &self,
         name: &str,
         target: &Digest,
         m: &ManifestRecord,
         now: i64,
+        pulled_by: u32,
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -330,9 +335,9 @@ impl Db {
             )?;
         }
         tx.execute(
-            "INSERT INTO names (name, target, manifest, pulled) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(name) DO UPDATE SET target = ?2, manifest = ?3, pulled = ?4",
-            params![name, target.to_string(), m.digest.to_string(), now],
+            "INSERT INTO names (name, target, manifest, pulled, pulled_by) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(name) DO UPDATE SET target = ?2, manifest = ?3, pulled = ?4, pulled_by = ?5",
+            params![name, target.to_string(), m.digest.to_string(), now, pulled_by],
         )?;
         // A manifest that lost its last name to this re-pull goes with it.
         tx.execute(DROP_UNUSED_MANIFESTS, [])?;
@@ -342,24 +347,26 @@ impl Db {
 
     pub fn names(&self) -> Result<Vec<NameRecord>> {
         let conn = self.conn();
-        let mut st =
-            conn.prepare("SELECT name, target, manifest, pulled FROM names ORDER BY name")?;
+        let mut st = conn
+            .prepare("SELECT name, target, manifest, pulled, pulled_by FROM names ORDER BY name")?;
         let rows = st.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get(3)?,
+                r.get(4)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (name, target, manifest, pulled) = row?;
+            let (name, target, manifest, pulled, pulled_by) = row?;
             out.push(NameRecord {
                 name,
                 target: target.parse()?,
                 manifest: manifest.parse()?,
                 pulled,
+                pulled_by,
             });
         }
         Ok(out)
@@ -486,9 +493,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("db")).unwrap();
         let a = image("a");
-        db.record_image("x:a", &a.digest, &a, 5).unwrap();
+        db.record_image("x:a", &a.digest, &a, 5, 0).unwrap();
         let b = image("b");
-        db.record_image("x:b", &b.digest, &b, 6).unwrap();
+        db.record_image("x:b", &b.digest, &b, 6, 0).unwrap();
         assert_eq!(db.names().unwrap().len(), 2);
         assert_eq!(db.manifest(&a.digest).unwrap().unwrap(), {
             let mut a = a.clone();
@@ -514,8 +521,8 @@ mod tests {
         let db = Db::open(&dir.path().join("db")).unwrap();
         let a = image("a");
         let b = image("b");
-        db.record_image("x:latest", &a.digest, &a, 1).unwrap();
-        db.record_image("x:latest", &b.digest, &b, 2).unwrap();
+        db.record_image("x:latest", &a.digest, &a, 1, 0).unwrap();
+        db.record_image("x:latest", &b.digest, &b, 2, 0).unwrap();
         assert!(db.manifest(&a.digest).unwrap().is_none());
         assert_eq!(db.name("x:latest").unwrap().unwrap().manifest, b.digest);
     }
@@ -527,7 +534,7 @@ mod tests {
         let a = image("a");
         Db::open(&p)
             .unwrap()
-            .record_image("x:a", &a.digest, &a, 1)
+            .record_image("x:a", &a.digest, &a, 1, 0)
             .unwrap();
         assert_eq!(Db::open(&p).unwrap().names().unwrap().len(), 1);
     }
