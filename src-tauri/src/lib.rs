@@ -18,7 +18,7 @@ pub mod commands;
 pub mod error;
 pub mod events;
 pub mod helper;
-mod icons;
+pub mod icons;
 pub mod webview;
 
 use tauri::{Builder, Runtime};

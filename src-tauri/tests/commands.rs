@@ -703,3 +703,92 @@ fn commands_drive_a_real_berthd() {
     assert_eq!(w.ok("installed_apps", json!({})), json!([]));
     assert_eq!(w.subscriptions(), 0);
 }
+
+// ---------------------------------------------------------------------------
+// What the icon scheme answers (issue 11)
+
+/// An icon with everything a catalog should not get into the window.
+const HOSTILE_ICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64" onload="alert(1)">
+<script>alert(2)</script>
+<foreignObject width="64" height="64"><iframe xmlns="http://www.w3.org/1999/xhtml" src="https://evil.example/"/></foreignObject>
+<use href="https://evil.example/sprite.svg#a"/>
+<style>@import url(https://evil.example/x.css);</style>
+<rect width="64" height="64" fill="#c00" onclick="alert(3)"/>
+</svg>"##;
+
+#[test]
+fn icons_come_sanitized_with_locked_down_headers() {
+    use berth_app::icons::{self, CSP};
+    use tauri::http::{Method, Request};
+
+    let _serial = serial();
+    let mut env = Env::start();
+    let compose = "services:\n  web:\n    image: ${BERTH_DEMO_REGISTRY}/demo/web:latest\n    ports:\n      - \"8080\"\n";
+    let dir = env
+        .demo
+        .temp_catalog("hostile", &[("evil-icon", compose)])
+        .unwrap();
+    std::fs::write(dir.join("evil-icon/icon.svg"), HOSTILE_ICON).unwrap();
+    let helper = env.window.app.state::<berth_app::helper::Helper>();
+    let get = |method: Method, uri: &str| {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Vec::new())
+            .unwrap();
+        tauri::async_runtime::block_on(icons::answer(&helper, &request))
+    };
+    let locked = |r: &tauri::http::Response<Vec<u8>>, what: &str| {
+        let h = r.headers();
+        assert_eq!(h["Content-Security-Policy"], CSP, "{what}");
+        assert_eq!(h["X-Content-Type-Options"], "nosniff", "{what}");
+    };
+
+    // The hostile icon comes through berthd rewritten: the drawing stays,
+    // nothing that runs or loads does.
+    let r = get(Method::GET, "berth-icon://localhost/evil-icon");
+    assert_eq!(r.status(), 200, "{}", env.demo.log_tail());
+    locked(&r, "evil-icon");
+    assert_eq!(r.headers()["Content-Type"], "image/svg+xml");
+    let body = String::from_utf8(r.body().clone()).unwrap();
+    assert!(
+        body.contains(r##"<rect width="64" height="64" fill="#c00"/>"##),
+        "{body}"
+    );
+    for bad in [
+        "script",
+        "onload",
+        "onclick",
+        "foreignObject",
+        "iframe",
+        "evil.example",
+        "@import",
+    ] {
+        assert!(!body.contains(bad), "`{bad}` in the icon served: {body}");
+    }
+    // A demo icon, as drawn.
+    let r = get(Method::GET, "berth-icon://localhost/hello");
+    assert_eq!(r.status(), 200);
+    locked(&r, "hello");
+    assert!(String::from_utf8_lossy(r.body()).contains("fill=\"#e67e22\""));
+
+    // Nothing but `GET /<app id>` is asked of berthd; every answer is
+    // locked down, refusals too.
+    for (method, uri, status) in [
+        (Method::GET, "berth-icon://localhost/..%2F..%2Fetc", 400),
+        (Method::GET, "berth-icon://localhost/hello/../x", 400),
+        (Method::GET, "berth-icon://localhost/hello?x=1", 400),
+        (Method::POST, "berth-icon://localhost/hello", 405),
+        (Method::GET, "berth-icon://localhost/no-such-app", 404),
+    ] {
+        let r = get(method.clone(), uri);
+        assert_eq!(r.status(), status, "{method} {uri}");
+        locked(&r, uri);
+        assert!(r.body().is_empty(), "{uri}");
+    }
+    // An icon that stopped being well-formed is not served at all.
+    std::fs::write(dir.join("evil-icon/icon.svg"), "<svg><g></svg>").unwrap();
+    let r = get(Method::GET, "berth-icon://localhost/evil-icon");
+    assert_eq!(r.status(), 404);
+    locked(&r, "malformed");
+}
