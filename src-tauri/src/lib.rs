@@ -30,6 +30,7 @@ pub fn run_app<R: Runtime>(builder: Builder<R>) -> Builder<R> {
         .manage(helper::Helper::default())
         .manage(watch::Subscriptions::default())
         .register_asynchronous_uri_scheme_protocol(icons::SCHEME, icons::serve)
+        // Keep in step with `commands::acl::COMMANDS`.
         .invoke_handler(tauri::generate_handler![
             status::helper_status,
             catalog::catalog_apps,
