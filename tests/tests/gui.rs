@@ -350,6 +350,8 @@ fn a_user_without_rights_is_told_how_to_get_them() {
         .unwrap_or_else(|e| panic!("no refusal shown: {e:#}\n{}", driver.log()));
     let text = s.text(&note).unwrap();
     assert!(text.contains("`berth` group"), "no fix in: {text}");
+    // The group is root's equal, and the window says so (issue 11).
+    assert!(text.contains("anything root can do"), "{text}");
     // The progress bar the click showed has gone (no job was started).
     s.wait_gone(&testid("progress-hello"), SHORT).unwrap();
     std::thread::sleep(Duration::from_millis(300));
