@@ -44,6 +44,13 @@ impl UiError {
 
 pub type Result<T> = std::result::Result<T, UiError>;
 
+/// How to get a right berthd refused. Membership in group `berth` lets
+/// its members do what root can (a container may mount any host folder),
+/// and the text says so (issue 11); the window itself never runs as root.
+const NOT_AUTHORIZED: &str = "Ask an administrator to approve it when Berth asks for their \
+     password, or to add you to the `berth` group. Members of `berth` can do anything root \
+     can do on this computer, so the group is only for people trusted with root.";
+
 /// How to start berthd, in the words of the README.
 const START_BERTHD: &str = "Start Berth's helper: `sudo systemctl start berthd`, or run \
      `sudo ./scripts/run.sh` from Berth's source folder.";
@@ -53,11 +60,7 @@ impl From<Error> for UiError {
         let message = e.message();
         match &e {
             Error::ZBus(_) => from_bus(&e, message),
-            Error::AccessDenied(_) => UiError::new(
-                "not_authorized",
-                message,
-                "Ask an administrator to add you to the `berth` group, or run Berth as root.",
-            ),
+            Error::AccessDenied(_) => UiError::new("not_authorized", message, NOT_AUTHORIZED),
             Error::RegistryUnreachable(_) | Error::RegistryAuth(_) => UiError::new(
                 "registry",
                 message,
@@ -126,7 +129,10 @@ mod tests {
     fn refusals_and_registries_get_their_own_kind() {
         let e: UiError = Error::AccessDenied("not allowed".into()).into();
         assert_eq!(e.kind, "not_authorized");
-        assert!(e.fix.contains("berth"));
+        assert!(e.fix.contains("`berth` group"), "{}", e.fix);
+        // The group is root's equal, and the window never runs as root.
+        assert!(e.fix.contains("anything root can do"), "{}", e.fix);
+        assert!(!e.fix.contains("as root"), "{}", e.fix);
         let e: UiError =
             Error::RegistryUnreachable("registry-1.docker.io: timed out".into()).into();
         assert_eq!(e.kind, "registry");

@@ -8,6 +8,13 @@
 //! `tauri::ipc::Channel`s ([`events`]); the only app-wide event is berthd's
 //! status ([`commands::status`]).
 //!
+//! The page is trusted with berthd's commands, so it stays the only thing
+//! the window shows and the only caller of them (issue 11): the commands
+//! are granted to the main window's own origin alone (the app ACL of
+//! `build.rs`, [`commands::acl`], `capabilities/`), the window refuses to
+//! navigate anywhere else ([`navigation`]), and catalog icons reach it
+//! through a scheme that answers with locked-down headers ([`icons`]).
+//!
 //! [`run_app`] builds the app on any Tauri runtime, so tests drive the same
 //! commands on Tauri's mock runtime, and the end-to-end tests drive the real
 //! window through WebDriver.
@@ -18,7 +25,8 @@ pub mod commands;
 pub mod error;
 pub mod events;
 pub mod helper;
-mod icons;
+pub mod icons;
+pub mod navigation;
 pub mod webview;
 
 use tauri::{Builder, Runtime};
@@ -29,7 +37,9 @@ pub fn run_app<R: Runtime>(builder: Builder<R>) -> Builder<R> {
     builder
         .manage(helper::Helper::default())
         .manage(watch::Subscriptions::default())
+        .plugin(navigation::guard())
         .register_asynchronous_uri_scheme_protocol(icons::SCHEME, icons::serve)
+        // Keep in step with `commands::acl::COMMANDS`.
         .invoke_handler(tauri::generate_handler![
             status::helper_status,
             catalog::catalog_apps,

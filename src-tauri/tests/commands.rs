@@ -25,6 +25,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use berth_app::commands::acl::COMMANDS;
 use berth_app::commands::watch::Subscriptions;
 use berth_testkit::fsutil::TestDir;
 use berth_testkit::{http, Berthd, DemoEnv, PrivateBus};
@@ -702,4 +703,194 @@ fn commands_drive_a_real_berthd() {
     assert_eq!(end["error"]["kind"], "cancelled", "{end}");
     assert_eq!(w.ok("installed_apps", json!({})), json!([]));
     assert_eq!(w.subscriptions(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Who may call the commands, and what the icon scheme answers (issue 11)
+
+/// Whether an `invoke` was refused by Tauri's ACL (before the command ran:
+/// a string, where a command's own errors are `UiError`s).
+fn refused_by_acl(r: &Result<Value, Value>) -> bool {
+    matches!(r, Err(Value::String(s)) if s.contains("not allowed"))
+}
+
+#[test]
+fn commands_are_allowed_to_the_main_windows_own_page_only() {
+    let _serial = serial();
+    // Commands that get past the ACL run: with no bus they fail at once.
+    let dir = TestDir::new("berth-app-acl-").unwrap();
+    use_bus(&format!("unix:path={}", dir.join("no-such-bus").display()));
+    // The app with its real context: the ACL that build.rs and
+    // capabilities/ make. Its windows are made by hand, as the mock runtime
+    // does not open the ones of tauri.conf.json.
+    let app = berth_app::run_app(mock_builder())
+        .build(tauri::generate_context!("tauri.conf.json", test = true))
+        .expect("building the app with its own context");
+    let main = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .expect("the main mock window");
+    let other = WebviewWindowBuilder::new(&app, "other", Default::default())
+        .build()
+        .expect("a second mock window");
+    let call = |w: &WebviewWindow<MockRuntime>, url: &str, cmd: &str| {
+        let mut request = Window::request(cmd, json!({}));
+        request.url = url.parse().unwrap();
+        get_ipc_response(w, request).map(|body| body.deserialize::<Value>().unwrap_or(Value::Null))
+    };
+    for cmd in COMMANDS {
+        let r = call(&main, "tauri://localhost", cmd);
+        assert!(!refused_by_acl(&r), "{cmd} is refused to the page: {r:?}");
+        for (w, url) in [
+            (&other, "tauri://localhost"),
+            (&main, "http://127.0.0.1:8080/"),
+            (&main, "https://evil.example/"),
+        ] {
+            let r = call(w, url, cmd);
+            assert!(
+                refused_by_acl(&r),
+                "{cmd} from window `{}` at {url} was not refused: {r:?}",
+                w.label()
+            );
+        }
+    }
+    // Of Tauri's own commands the page has event listening, nothing else;
+    // a command the manifest does not name is refused too.
+    for cmd in ["plugin:event|listen", "plugin:event|unlisten"] {
+        let r = call(&main, "tauri://localhost", cmd);
+        assert!(!refused_by_acl(&r), "{cmd}: {r:?}");
+    }
+    for cmd in [
+        "plugin:app|version",
+        "plugin:window|close",
+        "plugin:webview|create_webview_window",
+        "plugin:event|emit",
+        "not_a_command",
+    ] {
+        let r = call(&main, "tauri://localhost", cmd);
+        assert!(refused_by_acl(&r), "{cmd} was not refused: {r:?}");
+    }
+    drop(other);
+    drop(main);
+    drop(app);
+}
+
+#[test]
+fn the_page_calls_only_commands_it_is_granted() {
+    let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ui/src/api.ts"))
+        .expect("the page's api.ts");
+    // `invoke<T>("name"` or `invoke("name"`.
+    let mut called = Vec::new();
+    for (i, _) in api.match_indices("invoke") {
+        let mut rest = &api[i + "invoke".len()..];
+        if rest.starts_with('<') {
+            let mut depth = 0;
+            let Some(end) = rest.char_indices().find_map(|(j, c)| {
+                depth += match c {
+                    '<' => 1,
+                    '>' => -1,
+                    _ => 0,
+                };
+                (depth == 0).then_some(j)
+            }) else {
+                continue;
+            };
+            rest = &rest[end + 1..];
+        }
+        if let Some(name) = rest.strip_prefix("(\"").and_then(|r| r.split('"').next()) {
+            called.push(name);
+        }
+    }
+    assert!(called.len() >= COMMANDS.len() - 1, "{called:?}");
+    for name in called {
+        assert!(
+            COMMANDS.contains(&name),
+            "the page calls `{name}`, which no capability grants"
+        );
+    }
+}
+
+/// An icon with everything a catalog should not get into the window.
+const HOSTILE_ICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64" onload="alert(1)">
+<script>alert(2)</script>
+<foreignObject width="64" height="64"><iframe xmlns="http://www.w3.org/1999/xhtml" src="https://evil.example/"/></foreignObject>
+<use href="https://evil.example/sprite.svg#a"/>
+<style>@import url(https://evil.example/x.css);</style>
+<rect width="64" height="64" fill="#c00" onclick="alert(3)"/>
+</svg>"##;
+
+#[test]
+fn icons_come_sanitized_with_locked_down_headers() {
+    use berth_app::icons::{self, CSP};
+    use tauri::http::{Method, Request};
+
+    let _serial = serial();
+    let mut env = Env::start();
+    let compose = "services:\n  web:\n    image: ${BERTH_DEMO_REGISTRY}/demo/web:latest\n    ports:\n      - \"8080\"\n";
+    let dir = env
+        .demo
+        .temp_catalog("hostile", &[("evil-icon", compose)])
+        .unwrap();
+    std::fs::write(dir.join("evil-icon/icon.svg"), HOSTILE_ICON).unwrap();
+    let helper = env.window.app.state::<berth_app::helper::Helper>();
+    let get = |method: Method, uri: &str| {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Vec::new())
+            .unwrap();
+        tauri::async_runtime::block_on(icons::answer(&helper, &request))
+    };
+    let locked = |r: &tauri::http::Response<Vec<u8>>, what: &str| {
+        let h = r.headers();
+        assert_eq!(h["Content-Security-Policy"], CSP, "{what}");
+        assert_eq!(h["X-Content-Type-Options"], "nosniff", "{what}");
+    };
+
+    // The hostile icon comes through berthd rewritten: the drawing stays,
+    // nothing that runs or loads does.
+    let r = get(Method::GET, "berth-icon://localhost/evil-icon");
+    assert_eq!(r.status(), 200, "{}", env.demo.log_tail());
+    locked(&r, "evil-icon");
+    assert_eq!(r.headers()["Content-Type"], "image/svg+xml");
+    let body = String::from_utf8(r.body().clone()).unwrap();
+    assert!(
+        body.contains(r##"<rect width="64" height="64" fill="#c00"/>"##),
+        "{body}"
+    );
+    for bad in [
+        "script",
+        "onload",
+        "onclick",
+        "foreignObject",
+        "iframe",
+        "evil.example",
+        "@import",
+    ] {
+        assert!(!body.contains(bad), "`{bad}` in the icon served: {body}");
+    }
+    // A demo icon, as drawn.
+    let r = get(Method::GET, "berth-icon://localhost/hello");
+    assert_eq!(r.status(), 200);
+    locked(&r, "hello");
+    assert!(String::from_utf8_lossy(r.body()).contains("fill=\"#e67e22\""));
+
+    // Nothing but `GET /<app id>` is asked of berthd; every answer is
+    // locked down, refusals too.
+    for (method, uri, status) in [
+        (Method::GET, "berth-icon://localhost/..%2F..%2Fetc", 400),
+        (Method::GET, "berth-icon://localhost/hello/../x", 400),
+        (Method::GET, "berth-icon://localhost/hello?x=1", 400),
+        (Method::POST, "berth-icon://localhost/hello", 405),
+        (Method::GET, "berth-icon://localhost/no-such-app", 404),
+    ] {
+        let r = get(method.clone(), uri);
+        assert_eq!(r.status(), status, "{method} {uri}");
+        locked(&r, uri);
+        assert!(r.body().is_empty(), "{uri}");
+    }
+    // An icon that stopped being well-formed is not served at all.
+    std::fs::write(dir.join("evil-icon/icon.svg"), "<svg><g></svg>").unwrap();
+    let r = get(Method::GET, "berth-icon://localhost/evil-icon");
+    assert_eq!(r.status(), 404);
+    locked(&r, "malformed");
 }

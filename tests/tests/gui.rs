@@ -14,7 +14,10 @@
 //! This is a test target of its own (`cargo test -p berth-tests --test
 //! gui`) so the quick helper tests never wait for a window.
 
+use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_testkit::berthd::{bin_dir, find_binary};
@@ -347,9 +350,161 @@ fn a_user_without_rights_is_told_how_to_get_them() {
         .unwrap_or_else(|e| panic!("no refusal shown: {e:#}\n{}", driver.log()));
     let text = s.text(&note).unwrap();
     assert!(text.contains("`berth` group"), "no fix in: {text}");
+    // The group is root's equal, and the window says so (issue 11).
+    assert!(text.contains("anything root can do"), "{text}");
     // The progress bar the click showed has gone (no job was started).
     s.wait_gone(&testid("progress-hello"), SHORT).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     s.screenshot(&shots.join("not-authorized.png")).unwrap();
     assert!(env.apps().is_empty(), "installed anyway: {:?}", env.apps());
+}
+
+/// A web page on this machine that is not Berth's; it counts the requests
+/// it gets (one at a time: it is asked nothing when all is well). Its thread stops and is joined when it drops.
+struct Elsewhere {
+    url: String,
+    hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Elsewhere {
+    fn start() -> Elsewhere {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a port for the page");
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, s) = (hits.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        conn.set_nonblocking(false).ok();
+                        conn.set_read_timeout(Some(Duration::from_secs(1))).ok();
+                        // A connection alone is not a request: WebKit
+                        // preconnects to a link's host as it is clicked,
+                        // before the navigation is decided on.
+                        if http::read_request_head(&mut conn).is_ok() {
+                            h.fetch_add(1, Ordering::SeqCst);
+                            let _ = http::write_response(
+                                &mut conn,
+                                200,
+                                "OK",
+                                &[("Content-Type", "text/html")],
+                                b"<!doctype html><title>elsewhere</title><p>not Berth</p>",
+                            );
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Elsewhere {
+            url,
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Elsewhere {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The window shows Berth's page and nothing else (issue 11): whatever the
+/// page does to go elsewhere, another site on this machine or a catalog
+/// icon as a document, it stays where it is, and no request leaves. The
+/// icons still show: berthd's rewrite and the icon scheme's locked-down
+/// answer do not stop an `<img>`.
+#[test]
+fn the_window_shows_only_its_own_page() {
+    let env = DemoEnv::start().expect("a berthd with the demo catalog");
+    let shots = screenshots();
+    let display = Display::start(1280, 800).expect("Xvfb");
+    let logs = TestDir::new("gui-logs").expect("temp dir");
+    let driver = Driver::start(
+        &display,
+        &[("DBUS_SYSTEM_BUS_ADDRESS", env.berthd.bus_address())],
+        &logs.path().join("tauri-driver.log"),
+    )
+    .expect("tauri-driver");
+    let app = find_binary("berth-app", "BERTH_APP").expect("berth-app");
+    let s = driver.session(&app).expect("a session with the app");
+    let fail = |what: &str, e: anyhow::Error| -> ! {
+        let _ = s.screenshot(&shots.join("failure-navigation.png"));
+        panic!(
+            "{what}: {e:#}\n--- tauri-driver and app log:\n{}",
+            driver.log()
+        )
+    };
+    s.wait_for(&testid("card-hello"), LONG)
+        .unwrap_or_else(|e| fail("the catalog did not show", e));
+    s.wait_until("hello's icon to be drawn", SHORT, || {
+        let drawn = s.execute(
+            "const i = document.querySelector('[data-testid=\"card-hello\"] img.icon');
+             return !!i && i.complete && i.naturalWidth > 0;",
+            json!([]),
+        )?;
+        Ok((drawn == json!(true)).then_some(()))
+    })
+    .unwrap_or_else(|e| fail("the icon is not drawn", e));
+    let home = s.execute("return location.href", json!([])).unwrap();
+    let home = home.as_str().unwrap_or_default().to_string();
+    assert!(
+        home.starts_with("tauri://localhost"),
+        "the page is at {home}"
+    );
+
+    let elsewhere = Elsewhere::start();
+    let targets = [elsewhere.url.as_str(), "berth-icon://localhost/hello"];
+    let ways = [
+        ("location", "window.location.href = arguments[0];"),
+        (
+            "a link",
+            "const a = document.createElement('a'); a.href = arguments[0];
+             document.body.append(a); a.click(); a.remove();",
+        ),
+        ("window.open", "window.open(arguments[0]);"),
+    ];
+    for target in targets {
+        for (way, script) in ways {
+            // Before the guard, the page was gone by the time this returned.
+            let _ = s.execute(script, json!([target]));
+            std::thread::sleep(Duration::from_millis(1500));
+            let at = s
+                .execute("return location.href", json!([]))
+                .unwrap_or_else(|e| fail(&format!("{way} to {target}"), e));
+            assert_eq!(
+                at.as_str(),
+                Some(home.as_str()),
+                "{way} to {target} took the window away\n{}",
+                driver.log()
+            );
+            assert!(
+                s.find(&testid("card-hello")).unwrap().is_some(),
+                "{way} to {target}: the catalog is gone"
+            );
+        }
+    }
+    assert_eq!(
+        elsewhere.hits(),
+        0,
+        "the window asked the other site for a page"
+    );
+    let log = driver.log();
+    assert!(
+        log.contains("refused to navigate window `main`"),
+        "the guard did not say why: {log}"
+    );
 }

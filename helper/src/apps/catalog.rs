@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::compose::{self, is_dns_label, ComposeFile, Port};
 use super::interpolate::Vars;
-use super::{read_small_file, Error, Invalid};
+use super::{icon, read_small_file, Error, Invalid};
 
 /// An app's metadata file, in its directory.
 pub const APP_FILE: &str = "app.toml";
@@ -367,16 +367,15 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
 }
 
 /// The icon: a file name in the app's directory, `.svg` or `.png`, small,
-/// and looking like what its name says.
+/// and one berthd can serve ([`super::icon::safe`]: a PNG, or an SVG that
+/// is well-formed and within its limits).
 fn check_icon(dir: &Path, name: &str) -> Result<PathBuf, String> {
     let plain = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0']);
-    let lower = name.to_ascii_lowercase();
-    let svg = lower.ends_with(".svg");
-    if !plain || !(svg || lower.ends_with(".png")) {
+    let Some(kind) = icon::Kind::of(name).filter(|_| plain) else {
         return Err(format!(
             "`{name}` must be the name of an .svg or .png file in the app's directory"
         ));
-    }
+    };
     let path = dir.join(name);
     let bytes = read_small_file(&path, MAX_ICON_BYTES, "icon").map_err(|e| match e {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -384,18 +383,7 @@ fn check_icon(dir: &Path, name: &str) -> Result<PathBuf, String> {
         }
         other => other.to_string(),
     })?;
-    let looks_right = if svg {
-        let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).to_string();
-        head.contains("<svg")
-    } else {
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n")
-    };
-    if !looks_right {
-        return Err(format!(
-            "`{name}` is not {} file",
-            if svg { "an SVG" } else { "a PNG" }
-        ));
-    }
+    icon::safe(kind, bytes).map_err(|e| format!("`{name}` {e}"))?;
     Ok(path)
 }
 

@@ -272,13 +272,20 @@ impl AppManager {
             Ok(a) => a,
             Err(_) => self.find_in_catalogs(id, "")?.2,
         };
+        // Checked again as it is read: the file may have changed since the
+        // app was loaded. An SVG goes out sanitized (issue 11).
+        let kind = super::icon::Kind::of(&app.icon.to_string_lossy())
+            .ok_or_else(|| super::Error::Failed(format!("{}: not an icon", app.icon.display())))?;
         let bytes = super::read_small_file(&app.icon, super::catalog::MAX_ICON_BYTES, "icon")?;
-        let mime = if app.icon.extension().is_some_and(|e| e == "png") {
-            "image/png"
-        } else {
-            "image/svg+xml"
-        };
-        Ok((mime.to_string(), bytes))
+        let bytes = super::icon::safe(kind, bytes).map_err(|e| {
+            super::Error::Invalid(super::Invalid {
+                file: app.icon.clone(),
+                line: None,
+                key: String::new(),
+                message: format!("the icon {e}"),
+            })
+        })?;
+        Ok((kind.media_type().to_string(), bytes))
     }
 
     /// The app as installed (from `<root>/apps/<id>`).

@@ -27,7 +27,8 @@
 //!   app.toml       what people see: id, title, version, description, category,
 //!                  icon, website, and what "Open" opens
 //!   compose.yaml   the containers, in a subset of the Compose format
-//!   icon.svg       the icon (SVG or PNG, at most 256 KiB)
+//!   icon.svg       the icon (SVG or PNG, at most 256 KiB); an SVG is served
+//!                  rewritten without anything that runs or loads ([`icon`])
 //! ```
 //!
 //! ```toml
@@ -151,6 +152,7 @@ pub mod compose;
 mod crash;
 mod doctor;
 mod health;
+pub mod icon;
 mod install;
 pub mod interpolate;
 mod lifecycle;

@@ -2,6 +2,7 @@
 //! subscription) through `berth-api`, and converts the answer. berthd holds
 //! all the logic; nothing here decides anything about apps.
 
+pub mod acl;
 pub mod apps;
 pub mod catalog;
 pub mod jobs;

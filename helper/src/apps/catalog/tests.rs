@@ -181,6 +181,23 @@ fn icons_are_checked() {
 
     std::fs::write(dir.join("icon.svg"), "not an image").unwrap();
     assert!(icon_err("text").contains("not an SVG"));
+    // An SVG berthd could not sanitize is the app's problem, said plainly.
+    std::fs::write(dir.join("icon.svg"), "<svg><g></svg>").unwrap();
+    let e = icon_err("malformed");
+    assert!(e.starts_with("`icon.svg` is not well-formed XML"), "{e}");
+    std::fs::write(
+        dir.join("icon.svg"),
+        "<!DOCTYPE svg [<!ENTITY a \"aaaa\">]><svg><text>&a;</text></svg>",
+    )
+    .unwrap();
+    assert!(icon_err("entity").contains("`&a;`"));
+    // One it can is fine: what it drops is its business when serving.
+    std::fs::write(
+        dir.join("icon.svg"),
+        "<svg onload=\"alert(1)\"><script>alert(2)</script></svg>",
+    )
+    .unwrap();
+    assert!(load_app(&dir, &Vars::new()).is_ok());
     std::fs::write(
         dir.join("icon.svg"),
         vec![b' '; (MAX_ICON_BYTES + 1) as usize],
