@@ -275,6 +275,51 @@ pub fn restrict_mount(path: &Path, extra: MountFlags) -> io::Result<()> {
     rustix::mount::mount_remount(path, flags, "").map_err(Into::into)
 }
 
+/// [`restrict_mount`] on every mount at or below `dir` in berthd's mount
+/// namespace (from `/proc/self/mountinfo`): what an older berthd mounted
+/// without `nosuid`.
+pub fn restrict_mounts_under(dir: &Path, extra: MountFlags) -> io::Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    for point in mount_points(&info) {
+        if point.starts_with(dir) {
+            restrict_mount(&point, extra)?;
+        }
+    }
+    Ok(())
+}
+
+/// The mount points (fifth field) of mountinfo text, unescaped.
+fn mount_points(info: &str) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|field| {
+            // Spaces, tabs, newlines and backslashes come as `\ooo`.
+            let b = field.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let octal = b.get(i + 1..i + 4).and_then(|o| {
+                    std::str::from_utf8(o)
+                        .ok()
+                        .and_then(|o| u8::from_str_radix(o, 8).ok())
+                });
+                match (b[i], octal) {
+                    (b'\\', Some(c)) => {
+                        out.push(c);
+                        i += 4;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +403,19 @@ mod tests {
         // Again: nothing to do.
         restrict_mount(&m, MountFlags::NOEXEC).unwrap();
         drop(undo);
+    }
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        let info = "36 25 0:32 / /run/berth/netns rw,nosuid shared:1 - tmpfs tmpfs rw\n\
+                    40 36 0:4 / /tmp/a\\040dir/x\\134y rw - nsfs nsfs rw\n";
+        assert_eq!(
+            mount_points(info),
+            [
+                PathBuf::from("/run/berth/netns"),
+                PathBuf::from("/tmp/a dir/x\\y")
+            ]
+        );
     }
 
     struct Unmount(PathBuf);
