@@ -33,15 +33,18 @@ use crate::state::ContainerRecord;
 impl Containers {
     /// `<root>`, `<run>` and the directories holding every container's
     /// files: what a `--userns=auto` init passes whichever its container.
+    /// An administrator may have made one a symlink (to another disk): its
+    /// target is what must be closed.
     fn shared_dirs(&self) -> [PathBuf; 5] {
         let run_root = self.inner.run.parent().unwrap_or(Path::new("/"));
         [
-            self.inner.images.root().to_path_buf(),
-            run_root.to_path_buf(),
-            self.inner.root.clone(),
-            self.inner.run.clone(),
-            self.inner.runtime_root.clone(),
+            self.inner.images.root(),
+            run_root,
+            &self.inner.root,
+            &self.inner.run,
+            &self.inner.runtime_root,
         ]
+        .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()))
     }
 
     /// Make the shared directories and give them their modes; then the
