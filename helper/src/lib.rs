@@ -7,6 +7,8 @@
 //! Arrows point that way only: nothing below `dbus` knows about D-Bus.
 //! `network` gives containers app networks (a bridge per app, network
 //! namespaces, NAT, published ports); it knows nothing of containers.
+//! `fsmode` is how every part makes its files and mounts root's alone (the
+//! modes, atomic writes, `nosuid,nodev`).
 
 pub mod apps;
 pub mod cancel;
@@ -15,6 +17,7 @@ pub mod containers;
 pub mod content;
 pub mod credentials;
 pub mod dbus;
+pub mod fsmode;
 pub mod images;
 pub mod layers;
 pub mod ledger;

@@ -35,6 +35,9 @@ fn main() -> Result<()> {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+    // A safety net only: every file and directory is made with its mode
+    // (see berthd::fsmode).
+    berthd::fsmode::set_umask();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
@@ -74,14 +77,14 @@ async fn run(args: Args) -> Result<()> {
         None => (PathBuf::from(DEFAULT_PATH), false),
     };
     let config = Config::load(&config_path, explicit)?;
+    // Made private if missing; their modes (0700, or 0710 for the group
+    // --userns=auto inits pass) are set by the container store.
     for dir in [&args.root, &args.run_root] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
-            .with_context(|| format!("setting permissions of {}", dir.display()))?;
+        berthd::fsmode::make_root(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // One berthd per root: a second one would corrupt the first one's work.
-    let lock = std::fs::File::create(args.run_root.join("berthd.lock"))?;
-    let root_lock = std::fs::File::create(args.root.join(".lock"))?;
+    let lock = berthd::fsmode::create(&args.run_root.join("berthd.lock"))?;
+    let root_lock = berthd::fsmode::create(&args.root.join(".lock"))?;
     for (f, dir) in [(&lock, &args.run_root), (&root_lock, &args.root)] {
         if rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
             bail!("another berthd is using {}; stop it first", dir.display());
@@ -145,9 +148,9 @@ async fn run(args: Args) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         args.root.display()
     );
-    std::fs::write(
-        args.run_root.join("berthd.pid"),
-        std::process::id().to_string(),
+    berthd::fsmode::write(
+        &args.run_root.join("berthd.pid"),
+        std::process::id().to_string().as_bytes(),
     )?;
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

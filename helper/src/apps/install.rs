@@ -375,11 +375,17 @@ impl AppManager {
                 self.db()
                     .insert_volume(&name, id, now())
                     .map_err(state_err)?;
-                std::fs::create_dir_all(path.join("_data")).map_err(|source| Error::Io {
+                // `_data` is the volume's root as the container sees it:
+                // 0755, as Docker makes it, for the container's users (a
+                // new volume then takes the image's mode, see
+                // containers::populate). Its own directory keeps others out.
+                let io = |source| Error::Io {
                     what: "creating the volume",
                     path: path.clone(),
                     source,
-                })?;
+                };
+                crate::fsmode::make_dir(&path, crate::fsmode::DIR).map_err(io)?;
+                crate::fsmode::make_dir(&path.join("_data"), 0o755).map_err(io)?;
             }
             self.mark_made(id, seq, None)?;
             crash_point("install-volume");
@@ -669,7 +675,8 @@ fn copy_app_files(app: &App, vars: &super::Vars, dir: &Path) -> Result<()> {
     ));
     let _ = std::fs::remove_dir_all(&tmp);
     let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(&tmp).map_err(io("creating", &tmp))?;
+    // Root's alone: the Compose file and the variables hold secrets.
+    crate::fsmode::make_dir(&tmp, crate::fsmode::DIR).map_err(io("creating", &tmp))?;
     let mut files = vec![
         app.dir.join(super::catalog::APP_FILE),
         app.dir.join(super::compose::FILE_NAME),
@@ -680,19 +687,25 @@ fn copy_app_files(app: &App, vars: &super::Vars, dir: &Path) -> Result<()> {
         let rel = f.strip_prefix(&app.dir).unwrap_or(Path::new("icon"));
         let to = tmp.join(rel);
         if let Some(p) = to.parent() {
-            std::fs::create_dir_all(p).map_err(io("creating", p))?;
+            crate::fsmode::make_dir(p, crate::fsmode::DIR).map_err(io("creating", p))?;
         }
         let bytes = super::read_small_file(&f, 1 << 20, "app file")?;
-        std::fs::write(&to, bytes).map_err(io("writing", &to))?;
+        write_new(&to, &bytes).map_err(io("writing", &to))?;
     }
     let v = tmp.join(VARS_FILE);
-    std::fs::write(&v, serde_json::to_vec(vars).expect("vars serialise"))
-        .map_err(io("writing", &v))?;
+    write_new(&v, &serde_json::to_vec(vars).expect("vars serialise")).map_err(io("writing", &v))?;
     std::fs::File::open(&tmp)
         .and_then(|d| d.sync_all())
         .map_err(io("syncing", &tmp))?;
     std::fs::rename(&tmp, dir).map_err(io("renaming into place", dir))?;
     Ok(())
+}
+
+/// Write a new private file in the directory being made (renamed into
+/// place whole afterwards, so no temp file of its own).
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    crate::fsmode::create(path)?.write_all(bytes)
 }
 
 /// Run blocking network work off the async threads.

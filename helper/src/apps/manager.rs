@@ -85,19 +85,19 @@ impl AppManager {
         network: NetworkConfig,
     ) -> Result<AppManager> {
         let root = images.root().to_path_buf();
-        for d in [root.join("apps"), root.join("volumes")] {
-            std::fs::create_dir_all(&d).map_err(|source| Error::Io {
-                what: "creating",
-                path: d.clone(),
-                source,
-            })?;
-        }
+        tighten(&root)?;
         let catalogs = Catalogs::open(&root)?;
+        let networks = Networks::new(run_root, network);
+        networks.tighten().map_err(|source| Error::Io {
+            what: "making private",
+            path: run_root.to_path_buf(),
+            source,
+        })?;
         let m = AppManager {
             inner: Arc::new(Inner {
                 images,
                 containers,
-                networks: Networks::new(run_root, network),
+                networks,
                 catalogs: Mutex::new(catalogs),
                 root,
                 run_root: run_root.to_path_buf(),
@@ -369,4 +369,38 @@ fn catalog_app(catalog: &str, app: &App, installed: bool) -> CatalogApp {
         images: app.compose.images().iter().map(|r| r.to_string()).collect(),
         installed,
     }
+}
+
+/// Make `<root>/apps` and `<root>/volumes` private, and tighten what an
+/// older berthd left in them (see [`crate::fsmode`]): each app's copy of
+/// its files (its Compose file and variables hold secrets) and each
+/// volume's own directory, not the volume's `_data` (the container's).
+fn tighten(root: &Path) -> Result<()> {
+    use crate::fsmode::{self, DIR, FILE};
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            what: "making private",
+            path,
+            source,
+        }
+    };
+    for top in [root.join("apps"), root.join("volumes")] {
+        fsmode::private_dir(&top).map_err(io(&top))?;
+        for entry in std::fs::read_dir(&top).map_err(io(&top))?.flatten() {
+            let p = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            fsmode::set_mode(&p, DIR).map_err(io(&p))?;
+            if top.ends_with("apps") {
+                for file in std::fs::read_dir(&p).map_err(io(&p))?.flatten() {
+                    let is_file = file.file_type().is_ok_and(|t| t.is_file());
+                    let mode = if is_file { FILE } else { DIR };
+                    fsmode::set_mode(&file.path(), mode).map_err(io(&file.path()))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,6 @@
 //! list or the new one. A [`Catalogs`] is the file's contents in memory;
 //! berthd keeps one behind a lock, so changes do not race.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -80,6 +79,13 @@ impl Catalogs {
                 })
             }
         };
+        // Its variables are secrets (tokens, passwords): an older berthd
+        // left it 0644.
+        crate::fsmode::set_mode(&path, crate::fsmode::FILE).map_err(|source| Error::Io {
+            what: "setting the mode of",
+            path: path.clone(),
+            source,
+        })?;
         Ok(Catalogs { path, file })
     }
 
@@ -224,25 +230,14 @@ impl Catalogs {
     }
 
     fn save(&self) -> Result<(), Error> {
-        let bytes = serde_json::to_vec_pretty(&self.file).expect("catalogs serialise");
-        let tmp = self.path.with_extension("json.tmp");
-        let io = |what, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { what, path, source }
-        };
-        let mut f = std::fs::File::create(&tmp).map_err(io("writing", &tmp))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.write_all(b"\n"))
-            .and_then(|()| f.sync_all())
-            .map_err(io("writing", &tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(io("renaming", &tmp))?;
-        if let Some(dir) = self.path.parent() {
-            // The rename is durable once the directory is synced.
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("syncing", dir))?;
-        }
+        let mut bytes = serde_json::to_vec_pretty(&self.file).expect("catalogs serialise");
+        bytes.push(b'\n');
+        // 0600: the variables are secrets.
+        crate::fsmode::write_durable(&self.path, &bytes).map_err(|source| Error::Io {
+            what: "writing",
+            path: self.path.clone(),
+            source,
+        })?;
         Ok(())
     }
 }

@@ -98,17 +98,22 @@ impl Containers {
     }
 
     /// `upper/`, `work/`, and the per-container /etc files; for a
-    /// `--userns=auto` container all owned by its root.
+    /// `--userns=auto` container all owned by its root, and its directory
+    /// passable by its init (see [`super::userns`]).
     fn make_files(&self, c: &ContainerRecord, opts: &RunOptions) -> Result<()> {
         let dir = self.dir(&c.id);
-        for d in ["upper", "work"] {
-            let p = dir.join(d);
-            std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
-            chown_to_root(&p, c.userns)?;
-        }
         if c.userns.is_some() {
-            // Its root reaches the /etc files it binds through here.
-            searchable(&dir)?;
+            self.ensure_traverse_gid()?;
+        }
+        self.container_dir(c, &dir)?;
+        // `upper/` is the container's `/` (overlayfs gives the root the
+        // upper dir's mode): 0755 for the container's own users, who reach
+        // it only from inside. `work/` is overlayfs's alone.
+        for (d, mode) in [("upper", 0o755), ("work", crate::fsmode::DIR)] {
+            let p = dir.join(d);
+            crate::fsmode::make_dir(&p, mode)
+                .map_err(io_err(format!("creating {}", p.display())))?;
+            chown_to_root(&p, c.userns)?;
         }
         let hostname = hostname_of(c);
         let hosts = super::etc::hosts_text(&hostname, None, &[]);
@@ -126,6 +131,8 @@ impl Containers {
             ("hostname", format!("{hostname}\n")),
             ("resolv.conf", resolv),
         ] {
+            // Bound into the container as /etc files: 0644 for its users;
+            // the directory keeps others out.
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(io_err(format!("writing {}", p.display())))?;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
@@ -145,18 +152,6 @@ fn chown_to_root(path: &Path, userns: Option<(u32, u32)>) -> Result<()> {
         "giving {} to the container's root (host id {start})",
         path.display()
     )))
-}
-
-/// Let every user search `dir` (o+x): a container in its own user
-/// namespace is "other" to directories owned by host root.
-pub(super) fn searchable(dir: &Path) -> Result<()> {
-    let md = std::fs::metadata(dir).map_err(io_err(format!("inspecting {}", dir.display())))?;
-    let mode = md.permissions().mode() & 0o7777;
-    if mode & 0o001 == 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o001))
-            .map_err(io_err(format!("setting the mode of {}", dir.display())))?;
-    }
-    Ok(())
 }
 
 /// The container's hostname: its name, as Docker uses the short id; names

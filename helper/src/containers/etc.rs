@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -180,11 +180,18 @@ pub(super) fn rewrite_in_place(path: &Path, text: &[u8], userns: Option<(u32, u3
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(io_err(what()))?;
-    if !f.metadata().map_err(io_err(what()))?.is_file() {
+    let md = f.metadata().map_err(io_err(what()))?;
+    if !md.is_file() {
         return Err(Error::Runtime(format!(
             "{} is not a regular file",
             path.display()
         )));
+    }
+    // The container's users read it; berthd's umask would have made a new
+    // one 0600. Its directory keeps others out.
+    if md.permissions().mode() & 0o7777 != 0o644 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io_err(what()))?;
     }
     if let Some((start, _)) = userns {
         std::os::unix::fs::fchown(&f, Some(start), Some(start)).map_err(io_err(what()))?;

@@ -42,7 +42,7 @@ impl Containers {
 
         let shim_dir = self.shim_dir(&c.id);
         let _ = std::fs::remove_dir_all(&shim_dir);
-        std::fs::create_dir_all(&shim_dir)
+        crate::fsmode::make_dir(&shim_dir, crate::fsmode::DIR)
             .map_err(io_err(format!("creating {}", shim_dir.display())))?;
         let mut so = ShimOptions::new(
             c.id.clone(),
@@ -156,9 +156,18 @@ impl Containers {
         };
         let dir = self.dir(&c.id);
         let rootfs = self.rootfs(&c.id);
+        let bundle = self.run_dir(&c.id).join("bundle");
         overlay::unmount(&rootfs).map_err(|e| Error::Runtime(e.to_string()))?;
-        if let Some(range) = c.userns {
-            self.check_reachable(c, opts, range)?;
+        // A container an older berthd created may predate the group.
+        let traverse_gid = match c.userns {
+            Some(_) => Some(self.ensure_traverse_gid()?),
+            None => None,
+        };
+        for d in [self.run_dir(&c.id), bundle.clone()] {
+            self.container_dir(c, &d)?;
+        }
+        if let (Some(range), Some(gid)) = (c.userns, traverse_gid) {
+            self.check_reachable(c, opts, range, gid)?;
         }
         if let Some(ns) = &opts.netns {
             if !crate::network::netns::is_mounted(std::path::Path::new(ns)) {
@@ -226,13 +235,20 @@ impl Containers {
             if let Some(ns) = &opts.netns {
                 spec::join_network_namespace(&mut spec, std::path::Path::new(ns));
             }
-            let bundle = self.run_dir(&c.id).join("bundle");
-            let tmp = bundle.join("config.json.tmp");
+            if let Some(gid) = traverse_gid {
+                spec.annotations_mut()
+                    .get_or_insert_with(Default::default)
+                    .insert(
+                        crate::runtime::namespaces::TRAVERSE_GID_ANNOTATION.into(),
+                        gid.to_string(),
+                    );
+            }
+            // The container's environment: root's alone.
             let json =
                 serde_json::to_vec_pretty(&spec).map_err(|e| Error::Runtime(e.to_string()))?;
-            std::fs::write(&tmp, json).map_err(io_err(format!("writing {}", tmp.display())))?;
-            std::fs::rename(&tmp, bundle.join("config.json"))
-                .map_err(io_err(format!("writing {}/config.json", bundle.display())))?;
+            let config = bundle.join("config.json");
+            crate::fsmode::write(&config, &json)
+                .map_err(io_err(format!("writing {}", config.display())))?;
             Ok(())
         })();
         if result.is_err() {
@@ -277,27 +293,16 @@ impl Containers {
     /// A container in its own user namespace is "other" to every host
     /// directory: its init must be able to search its way to the root file
     /// system, the /etc files, the volumes and the runtime's state. Berth's
-    /// own directories are made searchable; for the rest, say what to
-    /// change rather than fail deep in the runtime.
+    /// own directories let it pass through group `gid` (see
+    /// [`super::userns`]); for the rest, say what to change rather than
+    /// fail deep in the runtime.
     fn check_reachable(
         &self,
         c: &ContainerRecord,
         opts: &RunOptions,
         (start, size): (u32, u32),
+        gid: u32,
     ) -> Result<()> {
-        let bundle = self.run_dir(&c.id).join("bundle");
-        std::fs::create_dir_all(&bundle)
-            .map_err(io_err(format!("creating {}", bundle.display())))?;
-        for d in [
-            &self.inner.root,
-            &self.inner.run,
-            &self.inner.runtime_root,
-            &self.dir(&c.id),
-            &self.run_dir(&c.id),
-            &bundle,
-        ] {
-            super::create::searchable(d)?;
-        }
         let mine = |id: u32| id >= start && (id as u64) < start as u64 + size as u64;
         let targets = [self.rootfs(&c.id), self.dir(&c.id).join("hosts")]
             .into_iter()
@@ -316,7 +321,7 @@ impl Containers {
                 let mode = md.mode();
                 let ok = mode & 0o001 != 0
                     || (mine(md.uid()) && mode & 0o100 != 0)
-                    || (mine(md.gid()) && mode & 0o010 != 0);
+                    || ((mine(md.gid()) || md.gid() == gid) && mode & 0o010 != 0);
                 if !ok {
                     return Err(Error::InvalidArgument(format!(
                         "container {} runs with --userns=auto, and its root (host id {start}) \

@@ -11,15 +11,18 @@
 //!
 //! * **create** records the row first, then makes `<root>/containers/<id>/`
 //!   (the writable `upper/` and `work/` of its overlay, its `hosts`,
-//!   `hostname` and `resolv.conf`, its `log.json`). A `--userns=auto`
+//!   `hostname` and `resolv.conf`, its `log.json`), closed to everyone but
+//!   root (`dirs.rs` has the modes). A `--userns=auto`
 //!   container's row also holds the block of host ids it was given
 //!   ([`userns`]); its `upper/`, `work/` and /etc files belong to the
-//!   block's first id, the container's root.
+//!   block's first id, the container's root, and its init passes berthd's
+//!   directories through group `berth-userns`, made at its create.
 //! * **start** mounts the overlay root file system at
 //!   `<run>/containers/<id>/bundle/rootfs` (for `--userns=auto` over
 //!   idmapped views of the layers, see [`crate::runtime::overlay`]), fills
 //!   each new `populate` volume from it ([`populate`]), writes the bundle's
-//!   `config.json`, and spawns a `berth-shim` (its files in
+//!   `config.json` (0600: it holds the environment), and spawns a
+//!   `berth-shim` (its files in
 //!   `<run>/containers/<id>/shim/`), which runs the container through
 //!   `berth-runtime`, owns its stdio and logs, reaps it and records how it
 //!   ended in `exit.json`. The shim outlives berthd.
@@ -54,7 +57,9 @@
 //!   returns its exit code and first 4 KiB of output, killing it and what
 //!   it started when its time is up.
 //!
-//! After a crash or restart of berthd, [`Containers::open`] finds every
+//! [`Containers::open`] first tightens what an older berthd left open
+//! (modes, root file systems mounted without `nosuid`; see `dirs.rs`).
+//! After a crash or restart of berthd, it finds every
 //! container recorded as running: if its shim lives, monitoring resumes; if
 //! the shim recorded an exit, that is taken; if the shim died, the
 //! container's processes are killed through its cgroup and it is marked
@@ -62,6 +67,7 @@
 
 mod capture;
 mod create;
+mod dirs;
 mod etc;
 mod exec;
 mod exec_tty;
@@ -165,6 +171,8 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Held from choosing a `--userns=auto` block to recording it.
     userns_alloc: Mutex<()>,
+    /// The gid of `berth-userns` once it exists (see [`userns`]).
+    traverse_gid: Mutex<Option<u32>>,
 }
 
 impl Containers {
@@ -174,9 +182,6 @@ impl Containers {
         let root = images.root().join("containers");
         let run = run_root.join("containers");
         let runtime_root = run_root.join("runtime");
-        for d in [&root, &run, &runtime_root] {
-            std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
-        }
         let (events, _) = broadcast::channel(256);
         let c = Containers {
             inner: Arc::new(Inner {
@@ -191,8 +196,10 @@ impl Containers {
                 status: Mutex::new(HashMap::new()),
                 events,
                 userns_alloc: Mutex::new(()),
+                traverse_gid: Mutex::new(None),
             }),
         };
+        c.open_dirs()?;
         c.recover().await?;
         c.refill_spare();
         Ok(c)

@@ -153,9 +153,16 @@ pub fn build(
 
     // Mounts: the runtime's defaults, the per-container /etc files, volumes.
     let mut mounts: Vec<Mount> = base.mounts().clone().unwrap_or_default();
-    let bind = |src: &str, dst: &str, ro: bool| -> Result<Mount, String> {
+    // berthd's own files (the /etc files, named volumes) are bound nosuid,
+    // nodev: no_new_privs already disarms set-id bits inside, and with
+    // these flags that holds without it (issue 11). A `-v` host path is
+    // the caller's, bound as asked.
+    let bind = |src: &str, dst: &str, ro: bool, berthds: bool| -> Result<Mount, String> {
         let mut o = vec!["rbind".to_string(), "rprivate".to_string()];
         o.push(if ro { "ro" } else { "rw" }.to_string());
+        if berthds {
+            o.extend(["nosuid".to_string(), "nodev".to_string()]);
+        }
         MountBuilder::default()
             .destination(dst)
             .typ("bind")
@@ -165,10 +172,11 @@ pub fn build(
             .map_err(|e| e.to_string())
     };
     for (host, inside) in &input.etc_files {
-        mounts.push(bind(host, inside, false)?);
+        mounts.push(bind(host, inside, false, true)?);
     }
     for v in &opts.volumes {
-        mounts.push(bind(&v.host, &v.container, v.read_only)?);
+        // `populate` marks the named volumes berthd made (never `-v`).
+        mounts.push(bind(&v.host, &v.container, v.read_only, v.populate)?);
     }
     base.set_mounts(Some(mounts));
 
@@ -448,9 +456,9 @@ mod tests {
             .any(|m| m.destination().to_str() == Some("/etc/hosts")));
     }
 
-    #[test]
-    fn userns_range_gives_a_user_namespace_mapping_root_to_it() {
-        let input = SpecInputs {
+    /// Inputs for a container run as root, without /etc files.
+    fn as_root() -> SpecInputs<'static> {
+        SpecInputs {
             id: "abc",
             hostname: "web",
             uid: 0,
@@ -458,8 +466,57 @@ mod tests {
             additional_gids: vec![],
             home: None,
             etc_files: vec![],
-            userns_range: Some((0x7000_0000, 65536)),
+            userns_range: None,
             nofile_hard: 4096,
+        }
+    }
+
+    #[test]
+    fn berthds_own_binds_are_nosuid_nodev_and_a_callers_as_asked() {
+        use crate::containers::Volume;
+        let vol = |host: &str, container: &str, populate: bool| Volume {
+            host: host.into(),
+            container: container.into(),
+            read_only: false,
+            populate,
+        };
+        let o = RunOptions {
+            volumes: vec![
+                vol("/var/lib/berth/volumes/a_data/_data", "/data", true),
+                vol("/home/alice/src", "/src", false),
+            ],
+            ..RunOptions::default()
+        };
+        let input = SpecInputs {
+            etc_files: vec![(
+                "/var/lib/berth/containers/abc/hosts".into(),
+                "/etc/hosts".into(),
+            )],
+            ..as_root()
+        };
+        let spec = build(Spec::default(), &busybox(), &o, &input).unwrap();
+        let options = |dst: &str| {
+            let m = spec.mounts().as_ref().unwrap().iter();
+            m.clone()
+                .find(|m| m.destination().to_str() == Some(dst))
+                .and_then(|m| m.options().clone())
+                .unwrap()
+        };
+        for dst in ["/etc/hosts", "/data"] {
+            let o = options(dst);
+            assert!(
+                o.iter().any(|x| x == "nosuid") && o.iter().any(|x| x == "nodev"),
+                "{dst}: {o:?}"
+            );
+        }
+        assert_eq!(options("/src"), ["rbind", "rprivate", "rw"]);
+    }
+
+    #[test]
+    fn userns_range_gives_a_user_namespace_mapping_root_to_it() {
+        let input = SpecInputs {
+            userns_range: Some((0x7000_0000, 65536)),
+            ..as_root()
         };
         let spec = build(Spec::default(), &busybox(), &RunOptions::default(), &input).unwrap();
         let linux = spec.linux().as_ref().unwrap();

@@ -21,6 +21,37 @@
 //! from `create` to `rm`, so it survives restarts) and no running process
 //! on the host has it in its uid or gid map (other container engines,
 //! another berthd).
+//!
+//! # Reaching the container's files
+//!
+//! The container's init works in the container's user namespace, where
+//! host root's directories are "other" and its capabilities count for
+//! nothing. It must still reach, by path, its root file system
+//! (`<run>/containers/<id>/bundle/rootfs`), the `/etc` files it binds
+//! (`<root>/containers/<id>/hosts`, …) and the runtime's `exec.fifo`
+//! (`<run>/runtime/<id>/`), through berthd's directories, which no one but
+//! root may pass ([`crate::fsmode`]; issue 11). Docker 20.10.9 (CVE-2021-41091)
+//! made its directories 0710 root:*the remapped root's group*; a Berth
+//! container has a block of its own, so there is no one remapped group.
+//! Instead the directories on those paths are 0710 root:[`TRAVERSE_GROUP`],
+//! and the runtime gives the init that group as its only supplementary
+//! group while it is still host root, before it enters the new user
+//! namespace (permission checks compare the host's gid, mapped there or
+//! not). Before the container's command runs, the init switches to the
+//! container's user and always sets its supplementary groups anew (the
+//! image's, or none), so nothing the container runs keeps the group.
+//!
+//! Opening the paths before entering the namespace and handing over
+//! descriptors (runc's and crun's mount-source fds) does not do here: the
+//! kernel refuses to bind-mount a source held from another mount namespace
+//! (EINVAL) short of cloning it with `open_tree`, and the init pivots into
+//! its root file system by path.
+//!
+//! berthd makes the group (`groupadd --system`, as dockerd makes
+//! `dockremap`) the first time a `--userns=auto` container is created: a
+//! machine that never runs one never has it. Uninstalling Berth removes it
+//! (see the README). The group has no members and must get none: a member
+//! could pass the same directories.
 
 use std::collections::BTreeSet;
 
@@ -285,9 +316,65 @@ pub fn parse_id_map(text: &str) -> Vec<IdRange> {
         .collect()
 }
 
+/// The system group through which `--userns=auto` inits reach their files
+/// (module doc).
+pub const TRAVERSE_GROUP: &str = "berth-userns";
+
+/// The gid of [`TRAVERSE_GROUP`] in `/etc/group`, if it is there.
+pub fn traverse_gid() -> Option<u32> {
+    group_gid(
+        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+        TRAVERSE_GROUP,
+    )
+}
+
+/// The gid of group `name` in `/etc/group` text.
+fn group_gid(text: &str, name: &str) -> Option<u32> {
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.trim().parse().ok()
+    })
+}
+
+/// [`traverse_gid`], made first with `groupadd --system` if it is missing.
+/// Two berthd may make it at once: `groupadd -f` takes an existing group,
+/// and one that finds `/etc/group` locked by the other tries again.
+pub fn ensure_traverse_gid() -> Result<u32, String> {
+    let mut said = String::new();
+    for _ in 0..20 {
+        if let Some(gid) = traverse_gid() {
+            return Ok(gid);
+        }
+        match std::process::Command::new("groupadd")
+            .args(["--system", "-f", TRAVERSE_GROUP])
+            .output()
+        {
+            Ok(out) if out.status.success() => continue,
+            Ok(out) => said = String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            Err(e) => said = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(format!(
+        "cannot make the system group {TRAVERSE_GROUP}, through which --userns=auto \
+         containers reach their files (groupadd: {said}); make it yourself \
+         (groupadd --system {TRAVERSE_GROUP}) and try again"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_gids_are_read_from_group_text() {
+        let text = "root:x:0:\nberth-userns:x:987:\nberth:x:1001:alice\nbad line\n";
+        assert_eq!(group_gid(text, "berth-userns"), Some(987));
+        assert_eq!(group_gid(text, "berth"), Some(1001));
+        assert_eq!(group_gid(text, "berth-user"), None);
+        assert_eq!(group_gid("", "berth-userns"), None);
+    }
 
     fn host(subuid: &str, subgid: &str) -> HostIds {
         HostIds {

@@ -19,8 +19,10 @@ impl ContentStore {
     pub fn open(root: &Path) -> Result<ContentStore> {
         let blobs = root.join("blobs").join("sha256");
         let ingest = root.join("ingest");
-        for d in [&blobs, &ingest] {
-            fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+        // Private (images pulled with someone's login among them); each one
+        // set, as an older berthd left them 0755.
+        for d in [root, &root.join("blobs"), &blobs, &ingest] {
+            crate::fsmode::private_dir(d).map_err(io_err(format!("creating {}", d.display())))?;
         }
         Ok(ContentStore { blobs, ingest })
     }

@@ -92,7 +92,7 @@ impl ImageStore {
         config: Config,
         creds: Arc<dyn CredentialStore>,
     ) -> Result<ImageStore> {
-        std::fs::create_dir_all(root).map_err(|source| Error::Io {
+        crate::fsmode::make_dir(root, crate::fsmode::DIR).map_err(|source| Error::Io {
             what: format!("creating {}", root.display()),
             source,
         })?;

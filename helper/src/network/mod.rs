@@ -321,6 +321,13 @@ impl Networks {
         }
     }
 
+    /// Make the records' and namespaces' directories private and every
+    /// namespace mount `nosuid,nodev,noexec`, as an older berthd did not.
+    pub fn tighten(&self) -> std::io::Result<()> {
+        crate::fsmode::set_mode(self.records.dir(), crate::fsmode::DIR)?;
+        netns::tighten(&self.run_root.join("netns"))
+    }
+
     /// The scope of derived names (see [`names`]).
     fn scope(&self) -> String {
         self.run_root.display().to_string()

@@ -10,6 +10,10 @@
 //! after berthd removed it. With a shared directory the unmount propagates.
 //! When its last namespace is removed the directory is unmounted and
 //! removed, so nothing stays mounted.
+//!
+//! The directory is 0700, and it and every namespace file are mounted
+//! `nosuid,nodev,noexec`, as every mount berthd makes in the host's
+//! namespace (see [`crate::fsmode`]).
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -17,21 +21,32 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use rustix::io::Errno;
-use rustix::mount::{MountPropagationFlags, UnmountFlags};
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+/// The flags namespace mounts get besides `nosuid,nodev`.
+const NOEXEC: MountFlags = MountFlags::NOEXEC;
 
 /// Makes `dir` (created if needed) a shared mount point.
 fn prepare_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+    crate::fsmode::make_dir(dir, crate::fsmode::DIR)?;
     let shared = MountPropagationFlags::SHARED;
     match rustix::mount::mount_change(dir, shared) {
         Ok(()) => Ok(()),
         // Not a mount point yet.
         Err(Errno::INVAL) => {
             rustix::mount::mount_bind(dir, dir)?;
+            crate::fsmode::restrict_mount(dir, NOEXEC)?;
             rustix::mount::mount_change(dir, shared).map_err(Into::into)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// What an older berthd left: the directory 0700, it and its namespace
+/// files mounted `nosuid,nodev,noexec`.
+pub fn tighten(dir: &Path) -> io::Result<()> {
+    crate::fsmode::set_mode(dir, crate::fsmode::DIR)?;
+    crate::fsmode::restrict_mounts_under(dir, NOEXEC)
 }
 
 /// Creates a new network namespace bound at `path` (which must not exist);
@@ -53,7 +68,7 @@ pub fn create(path: &Path) -> io::Result<()> {
             // descriptor table is unshared.
             unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }?;
             rustix::mount::mount_bind("/proc/thread-self/ns/net", path)?;
-            Ok(())
+            crate::fsmode::restrict_mount(path, NOEXEC)
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked")))

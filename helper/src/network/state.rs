@@ -66,10 +66,10 @@ impl Records {
     }
 
     pub fn save(&self, record: &NetworkRecord) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
+        crate::fsmode::make_dir(&self.dir, crate::fsmode::DIR)?;
         let path = self.path(&record.name);
         let tmp = path.with_extension("json.tmp");
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::fsmode::create(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(record).map_err(io::Error::other)?)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)

@@ -43,6 +43,10 @@ pub struct CreateConfig {
     /// `cgroups::Cgroup::self_join_files`); empty when the runtime moved it.
     #[serde(default)]
     pub cgroup_tasks: Vec<PathBuf>,
+    /// The group the init carries until it switches to the container's
+    /// user (see `namespaces::TRAVERSE_GID_ANNOTATION`).
+    #[serde(default)]
+    pub traverse_gid: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

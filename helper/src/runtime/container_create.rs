@@ -53,18 +53,19 @@ impl Container {
             ));
         }
 
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(&opts.state_root)
+        let traverse_gid = namespaces::traverse_gid(&spec)?;
+        // Made by the runtime only when used on its own (berthd makes it):
+        // runc's 0711, for inits in a user namespace to reach their fifo.
+        crate::fsmode::make_dir(&opts.state_root, 0o711)
             .ctx(|| format!("creating the state directory {}", opts.state_root.display()))?;
         let dir = opts.state_root.join(&opts.id);
-        match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::AlreadyExists(opts.id.clone()))
             }
             r => r.ctx(|| format!("creating {}", dir.display()))?,
         }
+        state_dir_mode(&dir, &spec, traverse_gid)?;
         let mut undo = Undo {
             dir: dir.clone(),
             pid: None,
@@ -115,6 +116,7 @@ impl Container {
             fifo,
             console: opts.console_socket.is_some(),
             cgroup_tasks: cgroup.tasks,
+            traverse_gid,
         };
         let talk = (|| -> Result<i32> {
             ch.send(&ToInit::Create(Box::new(config)))
@@ -318,10 +320,32 @@ pub(super) fn without_mknod(process: &mut oci_spec::runtime::Process) {
 
 /// Write atomically, so a supervisor never reads half a pid.
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|()| std::fs::rename(&tmp, path))
+    crate::fsmode::write(path, pid.to_string().as_bytes())
         .ctx(|| format!("writing the pid file {}", path.display()))
+}
+
+/// The container's state directory holds its fifo, which its init opens
+/// from inside the container's user namespace, if it has one (where host
+/// root's directories are "other"): 0710 with the traverse group the spec
+/// names (see [`namespaces::TRAVERSE_GID_ANNOTATION`]), else 0711 as runc
+/// makes it. Without a user namespace the init is host root: 0700.
+fn state_dir_mode(
+    dir: &Path,
+    spec: &oci_spec::runtime::Spec,
+    traverse_gid: Option<u32>,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match traverse_gid {
+        Some(gid) => {
+            std::os::unix::fs::chown(dir, Some(0), Some(gid))
+                .ctx(|| format!("giving {} to group {gid}", dir.display()))?;
+            0o710
+        }
+        None if namespaces::Plan::from_spec(spec)?.has_user() => 0o711,
+        None => return Ok(()),
+    };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .ctx(|| format!("setting the mode of {}", dir.display()))
 }
 
 /// The init opens `exec.fifo` for writing from inside the container's user

@@ -38,7 +38,7 @@ pub fn save(dir: &Path, hooks: Option<&Hooks>) -> std::io::Result<()> {
         return Ok(());
     };
     let json = serde_json::to_vec(hooks).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join(HOOKS_FILE), json)
+    crate::fsmode::write(&dir.join(HOOKS_FILE), &json)
 }
 
 /// The hooks saved at `create` (none if there were none).

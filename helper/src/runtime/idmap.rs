@@ -48,6 +48,8 @@ fn map_text(maps: &[IdMapping]) -> String {
 
 // From <linux/mount.h>; libc has them only in its newest versions.
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 #[repr(C)]
 struct MountAttr {
@@ -147,7 +149,9 @@ pub fn userns_fd(maps: &[IdMapping]) -> io::Result<OwnedFd> {
 /// user namespace `userns`: with `0 start size`, a file the host sees
 /// owned by `n` is seen through the clone as owned by `start + n`, and
 /// what is written through it as `start + n` lands on disk as `n`. The
-/// clone is read-only (overlayfs only reads its lower layers).
+/// clone is read-only (overlayfs only reads its lower layers), `nosuid`
+/// and `nodev` (before Linux 6.15 it is attached for a moment where others
+/// could reach it, see `overlay`).
 pub fn idmapped_tree(path: &Path, userns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let tree = rustix::mount::open_tree(
         CWD,
@@ -155,7 +159,7 @@ pub fn idmapped_tree(path: &Path, userns: BorrowedFd<'_>) -> io::Result<OwnedFd>
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )?;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
+        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,

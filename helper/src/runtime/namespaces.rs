@@ -98,6 +98,38 @@ pub fn format_map(maps: &[LinuxIdMapping]) -> String {
         .collect()
 }
 
+/// The spec annotation naming the group (a gid) through which the init of
+/// a container with a user namespace reaches its files on the host: the
+/// directories on the way are 0710 with this group (berthd's, see
+/// `containers::userns`). The runtime makes the container's state
+/// directory so, and gives the init this group as its only supplementary
+/// group while it is host root, before it enters the user namespace; the
+/// switch to the container's user sets the groups anew before exec.
+/// Without it the state directory is 0711, as runc makes it.
+pub const TRAVERSE_GID_ANNOTATION: &str = "org.berth.runtime.traverse-gid";
+
+/// The gid of [`TRAVERSE_GID_ANNOTATION`] for a container that has a user
+/// namespace (a new or a joined one); None otherwise.
+pub fn traverse_gid(spec: &Spec) -> Result<Option<u32>> {
+    let Some(value) = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(TRAVERSE_GID_ANNOTATION))
+    else {
+        return Ok(None);
+    };
+    if !Plan::from_spec(spec)?.has_user() {
+        return Ok(None);
+    }
+    match value.parse::<u32>() {
+        // Group 0 would give the init host root's group.
+        Ok(gid) if gid != 0 => Ok(Some(gid)),
+        _ => Err(Error::InvalidSpec(format!(
+            "annotation {TRAVERSE_GID_ANNOTATION} must be a gid other than 0, not {value:?}"
+        ))),
+    }
+}
+
 /// Write the spec's maps for `pid`, which just unshared its user namespace.
 /// Called by the parent: only a process outside the namespace may map ids
 /// other than its own.
@@ -162,6 +194,27 @@ mod tests {
         assert!(p.has_user());
         assert_eq!(p.join[0], (libc::CLONE_NEWUSER, "/proc/9/ns/user".into()));
         assert!(p.has(libc::CLONE_NEWNET));
+    }
+
+    #[test]
+    fn the_traverse_gid_counts_only_with_a_user_namespace() {
+        let mut s = spec(serde_json::json!([{"type": "user"}, {"type": "mount"}]));
+        assert_eq!(traverse_gid(&s).unwrap(), None);
+        let annotate = |s: &mut Spec, v: &str| {
+            s.set_annotations(Some(
+                [(TRAVERSE_GID_ANNOTATION.to_string(), v.to_string())].into(),
+            ));
+        };
+        annotate(&mut s, "987");
+        assert_eq!(traverse_gid(&s).unwrap(), Some(987));
+        for bad in ["0", "-1", "berth-userns", ""] {
+            annotate(&mut s, bad);
+            let e = traverse_gid(&s).unwrap_err().to_string();
+            assert!(e.contains(TRAVERSE_GID_ANNOTATION), "{bad}: {e}");
+        }
+        let mut host = spec(serde_json::json!([{"type": "mount"}]));
+        annotate(&mut host, "987");
+        assert_eq!(traverse_gid(&host).unwrap(), None);
     }
 
     #[test]

@@ -12,6 +12,12 @@
 //! just for the mount call). Either way the result is one overlay mount at
 //! the target, and [`unmount`] is all the clean-up there is: the clones go
 //! with the overlay.
+//!
+//! The overlay (and each attached layer) is mounted `nosuid,nodev` in the
+//! host's mount namespace: another local user who reached it must not run
+//! a set-uid program a container planted (CVE-2021-41091 class, issue 11);
+//! inside the container `no_new_privs` already disarms set-id bits. The
+//! mount point and `<target>.layers/` are made 0700.
 
 use std::path::{Path, PathBuf};
 
@@ -83,12 +89,12 @@ impl OverlayMount {
             target: self.target.clone(),
             source,
         };
-        std::fs::create_dir_all(&self.target).map_err(err)?;
+        crate::fsmode::make_dir(&self.target, crate::fsmode::DIR).map_err(err)?;
         rustix::mount::mount(
             "overlay",
             &self.target,
             "overlay",
-            rustix::mount::MountFlags::NODEV,
+            rustix::mount::MountFlags::NODEV | rustix::mount::MountFlags::NOSUID,
             Some(data.as_c_str()),
         )
         .map_err(|e| err(e.into()))
@@ -110,9 +116,11 @@ impl OverlayMount {
         force_attached: bool,
     ) -> Result<(), Error> {
         use std::os::fd::AsFd;
-        std::fs::create_dir_all(&self.target).map_err(|source| Error::Mount {
-            target: self.target.clone(),
-            source,
+        crate::fsmode::make_dir(&self.target, crate::fsmode::DIR).map_err(|source| {
+            Error::Mount {
+                target: self.target.clone(),
+                source,
+            }
         })?;
         let userns = super::idmap::userns_fd(&[map])
             .map_err(self.err("making a user namespace for the id mapping".into()))?;
@@ -194,7 +202,7 @@ impl OverlayMount {
         let mnt = fsmount(
             &fs,
             FsMountFlags::FSMOUNT_CLOEXEC,
-            MountAttrFlags::MOUNT_ATTR_NODEV,
+            MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
         )
         .map_err(|e| ctx_err(&fs, "fsmount".into(), e))?;
         move_mount(
@@ -215,16 +223,12 @@ impl OverlayMount {
         let dir = layers_dir(&self.target);
         let mut attached = Vec::new();
         let result = (|| {
-            std::fs::create_dir_all(&dir)
+            crate::fsmode::make_dir(&dir, crate::fsmode::DIR)
                 .map_err(self.err(format!("creating {}", dir.display())))?;
             for (i, layer) in layers.iter().enumerate() {
                 let at = dir.join(i.to_string());
-                match std::fs::create_dir(&at) {
-                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                        return Err(self.err(format!("creating {}", at.display()))(e))
-                    }
-                    _ => {}
-                }
+                crate::fsmode::make_dir(&at, crate::fsmode::DIR)
+                    .map_err(self.err(format!("creating {}", at.display())))?;
                 move_mount(
                     layer,
                     "",
@@ -336,12 +340,14 @@ mod tests {
             target: d.path().join("rootfs"),
         };
         m.mount().unwrap();
+        let nosuid_nodev = nosuid_nodev(&m.target);
         let read = |n: &str| std::fs::read_to_string(m.target.join(n)).unwrap();
         let result = (read("a"), read("b"));
         std::fs::write(m.target.join("c"), "new").unwrap();
         unmount(&m.target).unwrap();
         unmount(&m.target).unwrap();
         assert_eq!(result, ("top".to_string(), "base".to_string()));
+        assert!(nosuid_nodev, "the overlay honours set-id bits or devices");
         assert_eq!(std::fs::read_to_string(dirs[2].join("c")).unwrap(), "new");
         assert!(!dirs[1].join("c").exists());
     }
@@ -355,6 +361,15 @@ mod tests {
     #[test]
     fn mounts_an_idmapped_overlay_over_attached_layers_as_root() {
         idmapped_overlay(true);
+    }
+
+    /// Whether the mount at `p` is nosuid and nodev.
+    fn nosuid_nodev(p: &Path) -> bool {
+        use rustix::fs::StatVfsMountFlags as F;
+        rustix::fs::statvfs(p)
+            .unwrap()
+            .f_flag
+            .contains(F::NOSUID | F::NODEV)
     }
 
     fn idmapped_overlay(force_attached: bool) {
@@ -385,6 +400,7 @@ mod tests {
         m.mount_idmapped_as(crate::runtime::idmap::root_at(START, 65536), force_attached)
             .unwrap();
         let layers_left = layers_dir(&m.target).exists();
+        let nosuid_nodev = nosuid_nodev(&m.target);
         let owner = |p: &Path| {
             let md = std::fs::metadata(p).unwrap();
             (md.uid(), md.gid())
@@ -421,6 +437,7 @@ mod tests {
         assert_eq!(owner(&dirs[0].join("a")), (0, 0), "the layer is untouched");
         assert_eq!(std::fs::read_to_string(dirs[0].join("a")).unwrap(), "top");
         assert_eq!(while_mounted, 1, "only the overlay is listed: {listed}");
+        assert!(nosuid_nodev, "the overlay honours set-id bits or devices");
         assert!(!layers_left, "the attach points are gone");
         assert_eq!(after, 0, "nothing is left mounted");
     }

@@ -6,8 +6,10 @@
 //! init reads its orders from fd 3 ([`super::channel`]) and runs in two
 //! stages, because a new pid namespace only applies to children:
 //!
-//! * stage 1 enters the namespaces (user first, its maps written by the
-//!   runtime), forks, reports the child's pid and exits;
+//! * stage 1 takes the traverse group, if the spec names one (see
+//!   [`super::namespaces::TRAVERSE_GID_ANNOTATION`]), enters the namespaces
+//!   (user first, its maps written by the runtime), forks, reports the
+//!   child's pid and exits;
 //! * stage 2 is the container's pid 1: it builds the root file system,
 //!   pivots into it, enters the working directory safely, finds the command,
 //!   reports ready, then blocks opening `exec.fifo` until `start`, applies
@@ -100,6 +102,17 @@ fn create_stage1(ch: &mut Channel, c: CreateConfig) -> Result<()> {
     super::cgroups::join_self(&c.cgroup_tasks)
         .map_err(|e| Error::Init(format!("entering the container's cgroup: {e}")))?;
     let plan = Plan::from_spec(&c.spec)?;
+    if let Some(gid) = c.traverse_gid {
+        // Still host root: the group that lets it pass berthd's directories
+        // from inside its user namespace, its only one until
+        // `security::finalize` sets the container's (CVE-2021-41091 class:
+        // those directories are closed to everyone else).
+        // SAFETY: a one-element array that outlives the call.
+        if unsafe { libc::setgroups(1, &gid) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("taking group {gid} to reach the container's files"));
+        }
+    }
     // Open every namespace to join before entering any of them.
     let mut joins = Vec::new();
     for (flag, path) in &plan.join {

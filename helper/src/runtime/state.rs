@@ -94,7 +94,7 @@ impl State {
         let path = dir.join(STATE_FILE);
         let json = serde_json::to_vec_pretty(self).expect("state serializes");
         (|| {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = crate::fsmode::create(&tmp)?;
             f.write_all(&json)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)

@@ -185,6 +185,11 @@ pub enum Error {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("making the state database {path} root's alone (mode 0600): {source}")]
+    Private {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the state database was written by a newer berthd (schema {0}); upgrade berthd")]
     TooNew(i64),
     #[error("state database: {0}")]
@@ -214,6 +219,25 @@ pub struct LayerRecord {
     pub diff_id: Digest,
 }
 
+/// The database holds every container's options (environment values
+/// included): root's alone. SQLite gives its `-wal` and `-shm` files the
+/// database file's mode, so the file is made 0600 before SQLite opens it;
+/// an older berthd's 0644 files are tightened.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    use crate::fsmode::{file_options, set_mode, FILE};
+    file_options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        set_mode(Path::new(&p), FILE)?;
+    }
+    Ok(())
+}
+
 /// A name and what it points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameRecord {
@@ -238,6 +262,10 @@ impl Db {
             path: path.display().to_string(),
             source,
         };
+        private_files(path).map_err(|source| Error::Private {
+            path: path.display().to_string(),
+            source,
+        })?;
         let conn = Connection::open(path).map_err(open_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",

@@ -64,7 +64,7 @@ pub(crate) fn daemonize(stderr_to: &Path) -> io::Result<Ready> {
         .read(true)
         .write(true)
         .open("/dev/null")?;
-    let errlog = std::fs::OpenOptions::new()
+    let errlog = crate::fsmode::file_options()
         .create(true)
         .append(true)
         .open(stderr_to)?;

@@ -9,10 +9,10 @@
 //! never take more than about twice the limit.
 
 use std::borrow::Cow;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -152,11 +152,10 @@ impl LogWriter {
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    // The container's output may hold its secrets: root's alone.
+    crate::fsmode::file_options()
         .create(true)
         .append(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
         .open(path)
 }
 

@@ -95,7 +95,7 @@ pub fn serve_spare(control: OwnedFd) -> i32 {
         return 1;
     }
     // Our diagnostics go where a spawned shim's go.
-    match std::fs::OpenOptions::new()
+    match crate::fsmode::file_options()
         .create(true)
         .append(true)
         .open(opts.dir.join(SHIM_LOG))
@@ -160,8 +160,7 @@ fn precheck(opts: &ShimOptions) -> io::Result<()> {
             opts.runtime.display()
         ));
     }
-    std::fs::create_dir_all(&opts.dir)?;
-    std::fs::set_permissions(&opts.dir, std::fs::Permissions::from_mode(0o700))?;
+    crate::fsmode::private_dir(&opts.dir)?;
     if super::client::alive(&opts.dir) {
         return bad(format!(
             "a shim is already running for {}",
@@ -172,7 +171,7 @@ fn precheck(opts: &ShimOptions) -> io::Result<()> {
         let _ = std::fs::remove_file(opts.dir.join(stale));
     }
     if let Some(parent) = opts.log.parent() {
-        std::fs::create_dir_all(parent)?;
+        crate::fsmode::make_dir(parent, crate::fsmode::DIR)?;
     }
     Ok(())
 }
