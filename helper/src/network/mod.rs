@@ -9,7 +9,9 @@
 //!  ──────────────────────────────────          ─────────────────────────────────
 //!  bn-1a2b3c4d  bridge, 10.89.3.1/24  ◄─ port ─ bv-5e6f7a8b ══ veth ══ eth0 10.89.3.2/24
 //!               route_localnet=1                                     default via 10.89.3.1
-//!  table inet berth-net-1a2b3c4d                                     lo up
+//!               IPv6 off (bridge and veth)                           IPv6 off (eth0, default)
+//!  table inet berth-net-1a2b3c4d                                     lo up (keeps ::1)
+//!                                                                    ping_group_range 0 2147483647
 //!  <run>/networks/<name>.json   (container → address)
 //! ```
 //!
@@ -35,8 +37,17 @@
 //! * **Firewall** ([`nft`]): outbound masquerade; forwarding between two
 //!   Berth bridges (`bn-*`) dropped, so apps cannot reach each other's
 //!   containers; from outside only replies and published ports come in.
-//!   A port published on a host address is open to whoever reaches that
-//!   address, other apps' containers included (as with Docker).
+//!   From the bridge to the host itself only replies come in (the `input`
+//!   chain, issue 11): an app reaches none of the host's own services,
+//!   whether they listen on 0.0.0.0, on the gateway or on another of the
+//!   host's addresses, and no broadcast or multicast reaches the host from
+//!   it. What apps need never passes there but as replies: the host
+//!   reaching a container (through a published port, or its address for a
+//!   readiness check); traffic between the app's containers is bridged,
+//!   to the world forwarded; healthchecks run inside the container. A port
+//!   published on a host address is open to whoever reaches that address,
+//!   other apps' containers included (as with Docker): it is DNAT'ed before
+//!   routing, so it is not input either.
 //! * **Published ports** ([`Networks::publish`]): DNAT from
 //!   `host_ip:port` to the container, in prerouting (other machines,
 //!   containers) and output (the host itself), as map elements of the
@@ -82,8 +93,24 @@
 //!
 //! # Limits
 //!
-//! * IPv4 only: the containers' `eth0` has an IPv6 link-local address and
-//!   nothing else; nothing is published or masqueraded for IPv6.
+//! * IPv4 only, and IPv6 off: `disable_ipv6` on the bridge and each veth
+//!   before they come up (so they never get a link-local address an app
+//!   could reach the host's `[::]` listeners by), and inside the namespace
+//!   on `eth0` and `default` (`lo` keeps `::1`, which reaches only the
+//!   container itself). They go with the interfaces and the namespace.
+//!   Nothing is published or masqueraded for IPv6. The `input` chain is
+//!   `inet` and would drop IPv6 from the bridge all the same.
+//! * Name servers: containers ask the host's (see
+//!   `containers::etc`) through NAT, except those that are the host's own
+//!   addresses (loopback, or a DNS server the host runs on its LAN
+//!   address): the `input` chain would drop those queries, so the
+//!   container's resolv.conf leaves them out and falls back as it does for
+//!   loopback ones.
+//! * No `CAP_NET_RAW` in app containers (`containers::spec`); instead each
+//!   namespace has `net.ipv4.ping_group_range` open to every group
+//!   ([`PING_GROUP_RANGE`]), so a `ping` that uses ICMP echo sockets
+//!   (iputils', as Debian and Fedora ship it) works; busybox's needs a raw
+//!   socket and does not.
 //! * The namespace belongs to the host's user namespace. A container in a
 //!   user namespace of its own (`--userns=auto`) must join it *before*
 //!   creating that user namespace (runc's order); the runtime's init
@@ -495,6 +522,8 @@ impl Networks {
                         names.bridge
                     )))?;
             }
+            // Before it is up, so it never gets an IPv6 link-local address.
+            disable_host_ipv6(&names.bridge)?;
             nl.set_up(index)
                 .map_err(io_err(format!("bringing {} up", names.bridge)))?;
             write_sysctl(
@@ -868,6 +897,7 @@ impl Networks {
                 .map_err(io_err(format!("tagging {veth}")))?;
             nl.set_master(host.index, bridge.index)
                 .map_err(io_err(format!("adding {veth} to {}", names.bridge)))?;
+            disable_host_ipv6(&veth)?;
             nl.set_up(host.index)
                 .map_err(io_err(format!("bringing {veth} up")))?;
             configure_inside(&path, ip, subnet).map_err(io_err(format!(
@@ -1295,9 +1325,19 @@ fn check_container(id: &str) -> Result<()> {
     }
 }
 
-/// Inside the container's namespace: `lo` up, `eth0` with its address and
+/// Inside the container's namespace: IPv6 off for `eth0` (and any
+/// interface made later; `lo` keeps `::1`, which reaches only the
+/// container itself), ICMP echo sockets for every group (so iputils' `ping`
+/// works without `CAP_NET_RAW`, which app containers do not have; systemd
+/// sets the same range on hosts), `lo` up, `eth0` with its address and
 /// up, the default route via the gateway.
 fn configure_inside(netns: &Path, ip: Ipv4Addr, subnet: Subnet) -> io::Result<()> {
+    netns::enter(netns, || {
+        // Before eth0 is up, so it never gets an IPv6 link-local address.
+        disable_ipv6("default")?;
+        disable_ipv6(CONTAINER_IFNAME)?;
+        sysctl("net/ipv4/ping_group_range", PING_GROUP_RANGE)
+    })?;
     let mut nl = Netlink::open_in(netns)?;
     let missing = |n: &str| io::Error::other(format!("no interface {n} in the namespace"));
     let lo = nl.link("lo")?.ok_or_else(|| missing("lo"))?;
@@ -1310,10 +1350,55 @@ fn configure_inside(netns: &Path, ip: Ipv4Addr, subnet: Subnet) -> io::Result<()
     nl.add_default_route(eth0.index, subnet.gateway())
 }
 
+/// `net.ipv4.ping_group_range` in an app's namespace: every group may open
+/// an ICMP echo socket (`socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`), which
+/// sends echo requests and receives their replies, nothing else.
+pub const PING_GROUP_RANGE: &str = "0 2147483647";
+
+/// The host's IPv4 addresses, on every interface (one netlink dump).
+pub fn host_addresses() -> io::Result<Vec<Ipv4Addr>> {
+    Ok(Netlink::open()?
+        .addresses()?
+        .into_iter()
+        .map(|a| a.ip)
+        .collect())
+}
+
+/// Turns IPv6 off on the interface `ifname` (in the calling thread's
+/// network namespace): Berth's networks are IPv4 only, and an interface
+/// with IPv6 on has a link-local address by which an app could reach the
+/// host's `[::]` listeners around the IPv4 rules (issue 11). A kernel
+/// without IPv6 has nothing to turn off.
+fn disable_ipv6(ifname: &str) -> io::Result<()> {
+    match sysctl(&format!("net/ipv6/conf/{ifname}/disable_ipv6"), "1") {
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound && !Path::new("/proc/sys/net/ipv6").exists() =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+/// [`disable_ipv6`] on a host interface, the error naming it.
+fn disable_host_ipv6(ifname: &str) -> Result<()> {
+    disable_ipv6(ifname).map_err(io_err(format!("turning IPv6 off on {ifname}")))
+}
+
 /// Writes `/proc/sys/<key>` (in the calling thread's network namespace).
-fn write_sysctl(key: &str, value: &str) -> Result<()> {
+fn sysctl(key: &str, value: &str) -> io::Result<()> {
     let path = Path::new("/proc/sys").join(key);
-    std::fs::write(&path, value).map_err(io_err(format!("writing {value} to {}", path.display())))
+    std::fs::write(&path, value).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {value} to {}: {e}", path.display()),
+        )
+    })
+}
+
+/// [`sysctl`], as this module's error.
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    sysctl(key, value).map_err(io_err("setting a sysctl"))
 }
 
 /// Turns on IPv4 forwarding if it is off (see the module comment).
