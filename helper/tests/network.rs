@@ -647,7 +647,7 @@ fn published_ports_default_to_localhost_and_step_over_taken_ones() {
         fetch(None, &format!("http://127.0.0.1:{moved}/")).as_deref(),
         Some("two")
     );
-    // A port Berth published (no socket listens there) is taken too.
+    // A port Berth published (its own socket holds it) is taken too.
     let p = f
         .nets
         .publish(
