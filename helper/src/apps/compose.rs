@@ -91,7 +91,8 @@ pub struct Service {
     pub mem_limit: Option<u64>,
     /// Thousandths of a CPU (as [`berth_api::RunOptions::millicpus`]).
     pub millicpus: Option<u64>,
-    /// Most processes; `None` is no limit.
+    /// Most processes; `None` (none given, or -1) gets Berth's default
+    /// (`install::DEFAULT_PIDS_LIMIT`).
     pub pids_limit: Option<i64>,
 }
 

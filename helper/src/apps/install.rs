@@ -50,6 +50,17 @@ pub(super) const VARS_FILE: &str = "vars.json";
 /// How long an install waits for the app to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Most processes in an app container whose Compose file sets no
+/// `pids_limit` (or -1, Compose's "none"): Podman's default. Far above
+/// what a server needs (a database with hundreds of connections, a JVM's
+/// thread pools: threads count), and far below the host's `pid_max`, so a
+/// fork bomb in an app stops there instead of taking the machine (issue 11).
+pub(super) const DEFAULT_PIDS_LIMIT: i64 = 2048;
+
+/// Host ports below this are the system's own (sshd, DNS, HTTP, CUPS…):
+/// publishing one needs the user's say-so (`--port`).
+const FIRST_UNPRIVILEGED_PORT: u16 = 1024;
+
 /// Progress of an install, update or uninstall.
 #[derive(Debug, Clone, Default)]
 pub struct AppProgress {
@@ -149,6 +160,67 @@ pub(super) fn port_overrides(
     Ok((out, listen))
 }
 
+/// What the Compose file asks of the host that only the user may grant
+/// (issue 11), refused unless the install's options grant it: a port
+/// published on an address other than loopback (0.0.0.0: every network
+/// the computer is on) without `--listen`, and a host port below 1024
+/// not named with `--port`. Checked at install before anything is made.
+/// An explicit `--port web:80` is the user's consent to port 80.
+pub(super) fn check_port_consent(
+    app: &App,
+    overrides: &PortOverrides,
+    listen: Option<Ipv4Addr>,
+) -> Result<()> {
+    for s in app.compose.services.values() {
+        for (i, p) in s.ports.iter().enumerate() {
+            // `--port SERVICE:HOSTPORT` names the service's first port.
+            let flag = |host: &str| match i {
+                0 => format!("--port {}:{host}", s.name),
+                _ => format!("--port {}:{host}:{}", s.name, p.target),
+            };
+            let what = format!(
+                "the Compose file of {} publishes port {} of service {}",
+                app.id, p.target, s.name
+            );
+            match (listen, p.host_ip) {
+                (Some(_), _) | (None, None) => {}
+                (None, Some(IpAddr::V4(ip))) if ip.is_loopback() => {}
+                (None, Some(ip)) => {
+                    let reach = match ip {
+                        IpAddr::V4(ip) if ip.is_unspecified() => {
+                            "every network this computer is on"
+                        }
+                        IpAddr::V4(_) => "an address other machines may reach",
+                        IpAddr::V6(_) => "an IPv6 address; Berth publishes on IPv4 only",
+                    };
+                    let honour = match ip {
+                        IpAddr::V4(_) => format!("--listen {ip} to publish it there, or "),
+                        IpAddr::V6(_) => String::new(),
+                    };
+                    return Err(Error::InvalidArgument(format!(
+                        "{what} on {ip} ({reach}); Berth publishes on 127.0.0.1 unless told \
+                         otherwise: install with {honour}--listen 127.0.0.1 to keep it on this \
+                         computer"
+                    )));
+                }
+            }
+            let overridden = overrides.contains_key(&(s.name.clone(), p.target));
+            if let Some(port) = p.published.filter(|&n| n < FIRST_UNPRIVILEGED_PORT) {
+                if !overridden {
+                    return Err(Error::InvalidArgument(format!(
+                        "{what} on host port {port}, below {FIRST_UNPRIVILEGED_PORT}, where the \
+                         system's own services listen; install with {} (or another port) to \
+                         publish it there instead, or with {} to confirm port {port}",
+                        flag(&(port + 8000).to_string()),
+                        flag(&port.to_string())
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The container options of a service.
 pub(super) fn run_options(
     app_id: &str,
@@ -175,7 +247,7 @@ pub(super) fn run_options(
         cmd,
         memory: s.mem_limit.unwrap_or(0),
         millicpus: s.millicpus.unwrap_or(0),
-        pids_limit: s.pids_limit.unwrap_or(0),
+        pids_limit: s.pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT),
         network: berth_api::Network::None,
         netns: Some(netns.display().to_string()),
         volumes: s
@@ -257,7 +329,8 @@ impl AppManager {
             }));
         }
         let (catalog, vars, app) = self.find_in_catalogs(id, &opts.catalog)?;
-        port_overrides(&app, opts)?;
+        let (overrides, listen) = port_overrides(&app, opts)?;
+        check_port_consent(&app, &overrides, listen)?;
         for s in app.compose.services.values() {
             let name = container_name(id, &s.name);
             if self.inner.containers.find(&name).is_ok() {
@@ -773,6 +846,118 @@ mod tests {
         assert_eq!(o.volumes.len(), 1);
         assert_eq!(o.volumes[0].host, "/var/lib/b/volumes/demo_data/_data");
         assert!(o.volumes[0].read_only && o.volumes[0].populate);
+    }
+
+    #[test]
+    fn a_service_without_a_pids_limit_gets_the_default() {
+        let a = app(
+            "services:\n  web:\n    image: nginx\n  db:\n    image: postgres\n    pids_limit: -1\n",
+        );
+        for s in ["web", "db"] {
+            let o = run_options(
+                "demo",
+                a.compose.service(s).unwrap(),
+                Path::new("/n"),
+                |v| Path::new("/v").join(v),
+            );
+            assert_eq!(o.pids_limit, DEFAULT_PIDS_LIMIT, "{s}");
+        }
+    }
+
+    fn consent(yaml: &str, opts: &InstallOptions) -> Result<()> {
+        let a = app(yaml);
+        let (overrides, listen) = port_overrides(&a, opts)?;
+        check_port_consent(&a, &overrides, listen)
+    }
+
+    #[test]
+    fn ports_beyond_loopback_need_listen() {
+        let none = InstallOptions::default();
+        let listen = |ip: &str| InstallOptions {
+            host_ip: ip.into(),
+            ..InstallOptions::default()
+        };
+        for ok in ["8080:80", "80", "127.0.0.1:8080:80", "127.0.0.2:8080:80"] {
+            let yaml = format!("services:\n  web:\n    image: nginx\n    ports: [\"{ok}\"]\n");
+            consent(&yaml, &none).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let yaml = "services:\n  web:\n    image: nginx\n    ports: [\"0.0.0.0:8080:80\"]\n";
+        let e = consent(yaml, &none).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "the Compose file of demo publishes port 80 of service web on 0.0.0.0 (every \
+             network this computer is on); Berth publishes on 127.0.0.1 unless told otherwise: \
+             install with --listen 0.0.0.0 to publish it there, or --listen 127.0.0.1 to keep \
+             it on this computer"
+        );
+        consent(yaml, &listen("0.0.0.0")).unwrap();
+        consent(yaml, &listen("127.0.0.1")).unwrap();
+        let yaml = "services:\n  web:\n    image: nginx\n    ports: [\"192.0.2.9:8080:80\"]\n";
+        let e = consent(yaml, &none).unwrap_err().to_string();
+        assert!(
+            e.contains("on 192.0.2.9 (an address other machines may reach)")
+                && e.contains("--listen 192.0.2.9"),
+            "{e}"
+        );
+        let yaml = "services:\n  web:\n    image: nginx\n    ports: [\"[::1]:8080:80\"]\n";
+        let e = consent(yaml, &none).unwrap_err().to_string();
+        assert!(
+            e.contains("IPv4 only") && e.contains("--listen 127.0.0.1"),
+            "{e}"
+        );
+        consent(yaml, &listen("127.0.0.1")).unwrap();
+    }
+
+    #[test]
+    fn privileged_host_ports_need_port() {
+        let yaml = "services:\n  web:\n    image: nginx\n    ports: [\"127.0.0.1:80:8080\", \"443:8443\"]\n";
+        let port = |host_port, container_port| InstallOptions {
+            ports: vec![berth_api::PortOverride {
+                service: "web".into(),
+                host_port,
+                container_port,
+            }],
+            ..InstallOptions::default()
+        };
+        let e = consent(yaml, &InstallOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "the Compose file of demo publishes port 8080 of service web on host port 80, \
+             below 1024, where the system's own services listen; install with --port \
+             web:8080 (or another port) to publish it there instead, or with --port web:80 to \
+             confirm port 80"
+        );
+        // The first port given elsewhere: the second one is named with its
+        // container port.
+        let e = consent(yaml, &port(8080, 0)).unwrap_err().to_string();
+        assert!(
+            e.contains("--port web:8443:8443") && e.contains("--port web:443:8443"),
+            "{e}"
+        );
+        let both = InstallOptions {
+            ports: vec![
+                berth_api::PortOverride {
+                    service: "web".into(),
+                    host_port: 80,
+                    container_port: 8080,
+                },
+                berth_api::PortOverride {
+                    service: "web".into(),
+                    host_port: 8443,
+                    container_port: 8443,
+                },
+            ],
+            ..InstallOptions::default()
+        };
+        consent(yaml, &both).unwrap();
+        // --listen says nothing about privileged ports.
+        let listen = InstallOptions {
+            host_ip: "127.0.0.1".into(),
+            ..InstallOptions::default()
+        };
+        assert!(consent(yaml, &listen).is_err());
     }
 
     #[test]

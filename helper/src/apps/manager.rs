@@ -105,6 +105,13 @@ impl AppManager {
                 images_lock: tokio::sync::Mutex::new(()),
             }),
         };
+        // Published ports outlive berthd in the kernel: hold their host
+        // ports again before anything else can publish (see `network::ports`).
+        let networks = m.inner.networks.clone();
+        let held = super::install::blocking(move || networks.hold_published()).await;
+        if let Err(e) = held.and_then(|r| Ok(r?)) {
+            tracing::error!("holding the published ports again: {e}");
+        }
         m.recover().await;
         Ok(m)
     }

@@ -91,6 +91,16 @@
 //! refused, and `environment` entries without a value (Compose would take
 //! them from the host's environment) are errors.
 //!
+//! **What needs the user's say-so** (issue 11; checked at install, before
+//! anything is made). Ports are published on 127.0.0.1: a `host_ip` other
+//! than loopback (`0.0.0.0:8080:80`, a LAN address, any IPv6 address) is
+//! refused unless the install names an address with `--listen`, and a host
+//! port below 1024 unless `--port SERVICE:HOSTPORT` names that port for it
+//! (`--port web:80` to confirm it, `--port web:8080` to move it). The
+//! message names the flag. A service with no `pids_limit` (or `-1`,
+//! Compose's "none") gets 2048 processes, Podman's default; its containers
+//! have Docker's capabilities less `NET_RAW`.
+//!
 //! **Variables.** Values may use Compose's `${NAME}` syntax (with `:-`,
 //! `-`, `:?`, `?`, `:+`, `+`, and `$$` for a literal `$`; see
 //! [`interpolate`]). The values come from the catalog's entry in the list of

@@ -106,40 +106,63 @@ pub(super) fn hosts_text(
 /// The resolv.conf of a container in a prepared network namespace, from
 /// the host's (see [`resolv_for_netns_from`]).
 pub(super) fn resolv_for_netns() -> String {
-    resolv_for_netns_from(Path::new("/etc/resolv.conf"), Path::new(RESOLVED_UPSTREAM))
+    // Unreadable: loopback is still known to be the host's.
+    let own = crate::network::host_addresses().unwrap_or_default();
+    resolv_for_netns_from(
+        Path::new("/etc/resolv.conf"),
+        Path::new(RESOLVED_UPSTREAM),
+        &|ip| own.contains(&ip),
+    )
 }
 
-/// The host's resolv.conf at `etc` without loopback name servers, which
-/// are the host's own and unreachable from the container's namespace; the
-/// `search`, `options` and other lines are kept. When the host's file only
-/// has loopback servers and `upstream` (systemd-resolved's list of the
-/// servers its stub forwards to) exists, that file is used instead, as
-/// Docker does. With no server left: Google's, Docker's fallback.
-pub(super) fn resolv_for_netns_from(etc: &Path, upstream: &Path) -> String {
+/// Can a container on an app network ask name server `ip`? Not one of
+/// the host's own addresses: loopback is the host's and not the
+/// namespace's, and the app network's firewall lets nothing from an app
+/// reach the host's own services, DNS included (issue 11). Not over IPv6:
+/// app networks are IPv4 only. `is_host` says whether an address is the
+/// host's.
+fn usable(ip: IpAddr, is_host: &dyn Fn(Ipv4Addr) -> bool) -> bool {
+    match ip {
+        IpAddr::V4(ip) => !ip.is_loopback() && !ip.is_unspecified() && !is_host(ip),
+        IpAddr::V6(_) => false,
+    }
+}
+
+/// The host's resolv.conf at `etc` without the name servers a container
+/// cannot use ([`usable`]); the `search`, `options` and other lines are
+/// kept. When the host's file has no usable server and `upstream`
+/// (systemd-resolved's list of the servers its stub forwards to) has one,
+/// that file is used instead, as Docker does. With no server left:
+/// Google's, Docker's fallback.
+pub(super) fn resolv_for_netns_from(
+    etc: &Path,
+    upstream: &Path,
+    is_host: &dyn Fn(Ipv4Addr) -> bool,
+) -> String {
     let host = std::fs::read_to_string(etc).unwrap_or_default();
-    let servers = |text: &str| text.lines().filter_map(nameserver).collect::<Vec<_>>();
-    let local_only = {
-        let s = servers(&host);
-        !s.is_empty() && s.iter().all(IpAddr::is_loopback)
+    let any_usable = |text: &str| {
+        text.lines()
+            .filter_map(nameserver)
+            .any(|a| usable(a, is_host))
     };
-    let text = match local_only {
-        true => std::fs::read_to_string(upstream)
+    let text = match any_usable(&host) {
+        true => host,
+        false => std::fs::read_to_string(upstream)
             .ok()
-            .filter(|t| servers(t).iter().any(|a| !a.is_loopback()))
+            .filter(|t| any_usable(t))
             .unwrap_or(host),
-        false => host,
     };
-    filter_resolv(&text)
+    filter_resolv(&text, is_host)
 }
 
-/// `text` without loopback `nameserver` lines, with the fallback servers
-/// if none is left.
-pub(super) fn filter_resolv(text: &str) -> String {
+/// `text` without the `nameserver` lines a container cannot use
+/// ([`usable`]), with the fallback servers if none is left.
+pub(super) fn filter_resolv(text: &str, is_host: &dyn Fn(Ipv4Addr) -> bool) -> String {
     let mut out = String::new();
     let mut kept = 0;
     for line in text.lines() {
         if let Some(addr) = nameserver(line) {
-            if addr.is_loopback() {
+            if !usable(addr, is_host) {
                 continue;
             }
             kept += 1;
@@ -237,30 +260,39 @@ mod tests {
         }
     }
 
+    /// As if the host's own addresses were 192.168.1.20 and 10.0.0.9.
+    fn host(ip: Ipv4Addr) -> bool {
+        ip.is_loopback() || ip == Ipv4Addr::new(192, 168, 1, 20) || ip == Ipv4Addr::new(10, 0, 0, 9)
+    }
+
     #[test]
-    fn resolv_drops_loopback_servers_and_keeps_the_rest() {
+    fn resolv_drops_the_hosts_own_and_ipv6_servers_and_keeps_the_rest() {
         let t = filter_resolv(
             "# from DHCP\nsearch lan example.com\nnameserver 127.0.0.53\nnameserver 192.168.1.1\n\
-             nameserver ::1\nnameserver fe80::1%eth0\noptions edns0 trust-ad\n",
+             nameserver 192.168.1.20\nnameserver ::1\nnameserver fe80::1%eth0\n\
+             nameserver 2001:db8::53\noptions edns0 trust-ad\n",
+            &host,
         );
         assert_eq!(
             t,
             "# from DHCP\nsearch lan example.com\nnameserver 192.168.1.1\n\
-             nameserver fe80::1%eth0\noptions edns0 trust-ad\n"
+             options edns0 trust-ad\n"
         );
     }
 
     #[test]
     fn resolv_falls_back_to_googles_servers() {
         let t = filter_resolv(
-            "search lan\nnameserver 127.0.0.1\nnameserver 127.1.2.3\noptions ndots:2\n",
+            "search lan\nnameserver 127.0.0.1\nnameserver 127.1.2.3\nnameserver 10.0.0.9\n\
+             options ndots:2\n",
+            &host,
         );
         assert_eq!(
             t,
             "search lan\noptions ndots:2\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
         assert_eq!(
-            filter_resolv(""),
+            filter_resolv("", &host),
             "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
     }
@@ -272,20 +304,26 @@ mod tests {
         let upstream = dir.path().join("upstream.conf");
         std::fs::write(&etc, "nameserver 127.0.0.53\noptions edns0\nsearch lan\n").unwrap();
         // No upstream file: the fallback.
-        let t = resolv_for_netns_from(&etc, &upstream);
+        let t = resolv_for_netns_from(&etc, &upstream, &host);
         assert_eq!(
             t,
             "options edns0\nsearch lan\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
         std::fs::write(&upstream, "nameserver 10.0.0.1\nsearch corp\n").unwrap();
         assert_eq!(
-            resolv_for_netns_from(&etc, &upstream),
+            resolv_for_netns_from(&etc, &upstream, &host),
+            "nameserver 10.0.0.1\nsearch corp\n"
+        );
+        // A server on the host's own LAN address counts as the host's.
+        std::fs::write(&etc, "nameserver 192.168.1.20\n").unwrap();
+        assert_eq!(
+            resolv_for_netns_from(&etc, &upstream, &host),
             "nameserver 10.0.0.1\nsearch corp\n"
         );
         // A host file with a real server is used as it is.
         std::fs::write(&etc, "nameserver 127.0.0.1\nnameserver 1.1.1.1\n").unwrap();
         assert_eq!(
-            resolv_for_netns_from(&etc, &upstream),
+            resolv_for_netns_from(&etc, &upstream, &host),
             "nameserver 1.1.1.1\n"
         );
     }

@@ -136,7 +136,10 @@ pub fn build(
         .env(env)
         .cwd(cwd)
         .user(user)
-        .capabilities(process.capabilities().clone().unwrap_or_default())
+        .capabilities(capabilities(
+            process.capabilities().clone().unwrap_or_default(),
+            opts,
+        ))
         .rlimits(rlimits)
         .no_new_privileges(true)
         .build()
@@ -259,6 +262,46 @@ pub fn build(
     ));
     base.set_linux(Some(linux));
     Ok(base)
+}
+
+/// The base spec's capabilities (Docker's set), without `CAP_NET_RAW` for a
+/// container in a prepared network namespace: an app's (the bus refuses
+/// `netns` from callers; issue 11). As Podman does for every container:
+/// raw sockets let a process forge packets (ARP and IPv6 router spoofing
+/// of its neighbours, addresses it does not have), and a `ping` that uses
+/// ICMP echo sockets (iputils') works without them: the network module
+/// opens those to every group in the app's namespace
+/// ([`crate::network::PING_GROUP_RANGE`]). `berth run`
+/// keeps Docker's set, `CAP_NET_RAW` included, as `docker run` does: whoever
+/// may run it holds a right that equals root anyway.
+fn capabilities(
+    mut caps: oci_spec::runtime::LinuxCapabilities,
+    opts: &RunOptions,
+) -> oci_spec::runtime::LinuxCapabilities {
+    use oci_spec::runtime::{Capabilities, Capability};
+    if opts.netns.is_none() {
+        return caps;
+    }
+    let without = |set: &Option<Capabilities>| {
+        set.as_ref().map(|s| {
+            s.iter()
+                .filter(|c| **c != Capability::NetRaw)
+                .copied()
+                .collect::<Capabilities>()
+        })
+    };
+    let (b, e, p) = (
+        without(caps.bounding()),
+        without(caps.effective()),
+        without(caps.permitted()),
+    );
+    let (i, a) = (without(caps.inheritable()), without(caps.ambient()));
+    caps.set_bounding(b)
+        .set_effective(e)
+        .set_permitted(p)
+        .set_inheritable(i)
+        .set_ambient(a);
+    caps
 }
 
 /// Docker's device cgroup rules: deny everything, allow mknod of any node
@@ -456,8 +499,9 @@ mod tests {
             .any(|m| m.destination().to_str() == Some("/etc/hosts")));
     }
 
-    /// Inputs for a container run as root, without /etc files.
-    fn as_root() -> SpecInputs<'static> {
+    /// A container `abc` running as root, without /etc files, with
+    /// `userns_range`.
+    fn root_inputs(userns_range: Option<(u32, u32)>) -> SpecInputs<'static> {
         SpecInputs {
             id: "abc",
             hostname: "web",
@@ -466,7 +510,7 @@ mod tests {
             additional_gids: vec![],
             home: None,
             etc_files: vec![],
-            userns_range: None,
+            userns_range,
             nofile_hard: 4096,
         }
     }
@@ -492,7 +536,7 @@ mod tests {
                 "/var/lib/berth/containers/abc/hosts".into(),
                 "/etc/hosts".into(),
             )],
-            ..as_root()
+            ..root_inputs(None)
         };
         let spec = build(Spec::default(), &busybox(), &o, &input).unwrap();
         let options = |dst: &str| {
@@ -513,11 +557,40 @@ mod tests {
     }
 
     #[test]
-    fn userns_range_gives_a_user_namespace_mapping_root_to_it() {
-        let input = SpecInputs {
-            userns_range: Some((0x7000_0000, 65536)),
-            ..as_root()
+    fn app_containers_have_no_net_raw() {
+        let input = root_inputs(None);
+        let mut base = crate::runtime::spec::default_spec();
+        crate::runtime::spec::with_docker_security(&mut base);
+        let sets = |o: &RunOptions| {
+            let spec = build(base.clone(), &busybox(), o, &input).unwrap();
+            let c = spec.process().as_ref().unwrap().capabilities().clone();
+            let c = c.unwrap();
+            [
+                c.bounding().clone(),
+                c.effective().clone(),
+                c.permitted().clone(),
+            ]
+            .map(|s| s.unwrap_or_default())
         };
+        use oci_spec::runtime::Capability;
+        // `berth run`: Docker's set, NET_RAW included.
+        for s in sets(&RunOptions::default()) {
+            assert!(s.contains(&Capability::NetRaw) && s.contains(&Capability::Chown));
+        }
+        let app = RunOptions {
+            netns: Some("/run/berth/netns/abc".into()),
+            ..RunOptions::default()
+        };
+        for s in sets(&app) {
+            assert!(!s.contains(&Capability::NetRaw), "{s:?}");
+            assert!(s.contains(&Capability::Chown) && s.contains(&Capability::NetBindService));
+            assert_eq!(s.len(), 13, "Docker's 14 less NET_RAW: {s:?}");
+        }
+    }
+
+    #[test]
+    fn userns_range_gives_a_user_namespace_mapping_root_to_it() {
+        let input = root_inputs(Some((0x7000_0000, 65536)));
         let spec = build(Spec::default(), &busybox(), &RunOptions::default(), &input).unwrap();
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use netlink_packet_core::{
@@ -86,18 +86,7 @@ impl Netlink {
     /// A socket in the network namespace bound at `netns` (see the module
     /// comment).
     pub fn open_in(netns: &Path) -> io::Result<Netlink> {
-        let file = File::open(netns)?;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )?;
-                Netlink::open()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("netlink thread panicked")))
-        })
+        super::netns::enter(netns, Netlink::open)
     }
 
     /// Sends one request and gathers the replies: for a dump, every message

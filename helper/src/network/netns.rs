@@ -17,6 +17,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -78,6 +79,24 @@ pub fn create(path: &Path) -> io::Result<()> {
         release_dir(dir);
     }
     made
+}
+
+/// Runs `f` on a short thread that joined the network namespace at `path`
+/// (sysctls under `/proc/sys/net` are the calling thread's namespace's);
+/// the caller's thread never changes namespace.
+pub fn enter<T: Send>(path: &Path, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    let ns = fs::File::open(path)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked")))
+    })
 }
 
 /// Unmounts and removes the namespace file; the namespace is gone once no

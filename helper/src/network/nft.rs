@@ -13,6 +13,7 @@
 //!   chain output       nat    output     dstnat published ports, from the host itself
 //!   chain postrouting  nat    postrouting srcnat masquerade: outbound, from 127/8, hairpin
 //!   chain forward      filter forward    filter  other Berth bridges: drop; outside → containers: only replies and published ports
+//!   chain input        filter input      filter  from the bridge to the host itself: only replies
 //! }
 //! ```
 //!
@@ -92,7 +93,7 @@ pub fn ensure_table_script(t: &TableSpec<'_>) -> String {
             map_name(proto, true)
         ));
     }
-    let chains: [(&str, &str, Vec<String>); 5] = [
+    let chains: [(&str, &str, Vec<String>); 6] = [
         (
             "guard",
             "type filter hook prerouting priority raw; policy accept;",
@@ -145,6 +146,22 @@ pub fn ensure_table_script(t: &TableSpec<'_>) -> String {
                 // br_netfilter is loaded).
                 format!("oifname \"{br}\" iifname \"{br}\" accept"),
                 format!("oifname \"{br}\" drop"),
+            ],
+        ),
+        (
+            "input",
+            "type filter hook input priority filter; policy accept;",
+            // Apps cannot reach the host's own services (issue 11): a
+            // listener on 0.0.0.0 or on any host address, the gateway's
+            // included, and broadcast or multicast to the host. Only replies
+            // to what the host opened come in (the host reaching its
+            // containers, published ports answering). Published ports and
+            // traffic between the app's containers never pass here: they
+            // are DNAT'ed before routing or bridged. `inet`: IPv6 too,
+            // should it ever be on for the bridge.
+            vec![
+                format!("iifname \"{br}\" ct state established,related accept"),
+                format!("iifname \"{br}\" drop"),
             ],
         ),
     ];
@@ -485,7 +502,14 @@ mod tests {
         has("add rule inet berth-net-0a1b2c3d output fib daddr type local dnat ip to udp dport map @publish_any_udp");
         // Every chain is flushed before its rules are added, so running the
         // script again does not duplicate them.
-        for chain in ["guard", "prerouting", "output", "postrouting", "forward"] {
+        for chain in [
+            "guard",
+            "prerouting",
+            "output",
+            "postrouting",
+            "forward",
+            "input",
+        ] {
             let flush = s
                 .find(&format!("flush chain inet berth-net-0a1b2c3d {chain}\n"))
                 .unwrap();
@@ -506,6 +530,24 @@ mod tests {
             .unwrap();
         let accept = fwd.iter().position(|l| l.ends_with("accept")).unwrap();
         assert!(drop < accept);
+    }
+
+    #[test]
+    fn from_the_bridge_the_host_takes_replies_only() {
+        let s = ensure_table_script(&spec());
+        let input: Vec<&str> = s
+            .lines()
+            .filter(|l| l.contains("berth-net-0a1b2c3d input"))
+            .collect();
+        assert_eq!(
+            input,
+            [
+                "add chain inet berth-net-0a1b2c3d input { type filter hook input priority filter; policy accept; }",
+                "flush chain inet berth-net-0a1b2c3d input",
+                "add rule inet berth-net-0a1b2c3d input iifname \"bn-0a1b2c3d\" ct state established,related accept",
+                "add rule inet berth-net-0a1b2c3d input iifname \"bn-0a1b2c3d\" drop",
+            ]
+        );
     }
 
     #[test]
