@@ -432,7 +432,10 @@ fn commands_drive_a_real_berthd() {
         json!({ "app": "no-such-app", "onEvent": on_event }),
     );
     assert_eq!(e["kind"], "not_found", "{e}");
-    assert!(e["message"].as_str().unwrap().contains("no-such-app"), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("no-such-app"),
+        "{e}"
+    );
     assert!(
         events.next(Duration::from_millis(300)).is_none(),
         "a job was started for an app no catalog has"
