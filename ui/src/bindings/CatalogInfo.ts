@@ -21,6 +21,8 @@ apps: number,
  */
 problems: Array<string>, 
 /**
- * `NAME=value` for `${NAME}` in its Compose files.
+ * The names of the variables set for `${NAME}` in its Compose files.
+ * Their values are write-only: `AddCatalog` takes `NAME=value`, and
+ * no method gives a value back.
  */
 vars: Array<string>, };
