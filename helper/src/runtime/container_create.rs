@@ -121,8 +121,13 @@ impl Container {
         let talk = (|| -> Result<i32> {
             ch.send(&ToInit::Create(Box::new(config)))
                 .ctx(|| "sending the container's config to its init".into())?;
-            let mut pid = None;
+            // Stage 1 reports the pid after its fork and the child reports
+            // ready on the same channel: either may come first.
+            let (mut pid, mut ready) = (None, false);
             loop {
+                if let (Some(p), true) = (pid, ready) {
+                    return Ok(p);
+                }
                 let msg = ch.recv::<FromInit>().map_err(|e| {
                     Error::Init(format!(
                         "the init exited without saying why ({e}); see its stderr"
@@ -138,11 +143,7 @@ impl Container {
                         pid = Some(p);
                         undo.pid = Some(p);
                     }
-                    FromInit::Ready => {
-                        return pid.ok_or_else(|| {
-                            Error::Init("the init was ready before it had a pid".into())
-                        })
-                    }
+                    FromInit::Ready => ready = true,
                     FromInit::NotFound(c) => return Err(Error::CommandNotFound(c)),
                     FromInit::NotExecutable(c) => return Err(Error::NotExecutable(c)),
                     FromInit::Failed(m) => return Err(Error::Init(m)),

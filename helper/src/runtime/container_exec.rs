@@ -43,16 +43,20 @@ pub fn exec_in(container: &Container, opts: ExecOptions) -> Result<i32> {
     let talk = (|| -> Result<i32> {
         ch.send(&ToInit::Exec(Box::new(config)))
             .ctx(|| "sending the process to the init".into())?;
-        let mut pid = None;
+        // Stage 1 reports the pid after its fork and the child reports
+        // ready on the same channel: either may come first (the child's
+        // path to ready is short here, and a busy machine showed it first).
+        let (mut pid, mut ready) = (None, false);
         loop {
+            if let (Some(p), true) = (pid, ready) {
+                return Ok(p);
+            }
             match ch
                 .recv::<FromInit>()
                 .map_err(|e| Error::Init(format!("the init exited without saying why ({e})")))?
             {
                 FromInit::Pid(p) => pid = Some(p),
-                FromInit::Ready => {
-                    return pid.ok_or_else(|| Error::Init("ready before a pid".into()))
-                }
+                FromInit::Ready => ready = true,
                 FromInit::NotFound(c) => return Err(Error::CommandNotFound(c)),
                 FromInit::NotExecutable(c) => return Err(Error::NotExecutable(c)),
                 FromInit::Failed(m) => return Err(Error::Init(m)),
