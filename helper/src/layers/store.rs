@@ -162,7 +162,21 @@ impl LayerStore {
     ) -> Result<LayerMeta> {
         let diff = tmp.join(DIFF);
         std::fs::create_dir(&diff).map_err(|e| self.err("creating", &diff, e))?;
-        let report = unpack(src, &diff, lowers, limits, cancel)?;
+        let report = unpack(src, &diff, lowers, limits, cancel).map_err(|e| match e {
+            // Name the store in the message, not its work directory.
+            Error::NoSpace {
+                doing,
+                available,
+                keep,
+                ..
+            } => Error::NoSpace {
+                doing,
+                path: self.root.clone(),
+                available,
+                keep,
+            },
+            e => e,
+        })?;
         if &report.diff_id != expected_diff_id {
             return Err(Error::Corrupt(format!(
                 "layer {chain_id} should have diff id {expected_diff_id} but its content \

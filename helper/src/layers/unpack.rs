@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +22,7 @@ use tar::EntryType;
 
 use super::lowers::{Found, Visible};
 use super::path::{self, Refusal};
+use super::space::Disk;
 use super::stream;
 use super::whiteout::{self, Name};
 use super::{safe, Error, LimitKind, Limits, Result};
@@ -62,9 +63,13 @@ pub fn unpack(
 ) -> Result<UnpackReport> {
     let root = safe::open_trusted_dir(dest)
         .map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
+    let fs = root
+        .try_clone()
+        .map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
+    let disk = Disk::new(fs.as_fd(), dest, limits);
     let lowers = Visible::roots(lowers)?;
     let mut unpacker = Unpacker::new(root, lowers, dest);
-    let ((), diff_id, tar_bytes) = stream::pipeline(src, limits, cancel, |chunks| {
+    let ((), diff_id, tar_bytes) = stream::pipeline(src, limits, disk, cancel, |chunks| {
         unpacker.entries(&mut tar::Archive::new(chunks), limits, cancel)
     })?;
     unpacker.finish_dirs()?;

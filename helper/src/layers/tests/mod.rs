@@ -5,6 +5,7 @@
 //! Tests that need root (device nodes other than whiteouts, `trusted.*`
 //! xattrs, chown) return early with a note when not run as root.
 
+mod bombs;
 mod export;
 mod store;
 mod unpack;
@@ -134,6 +135,37 @@ impl Tar {
         let b = std::mem::replace(&mut self.b, tar::Builder::new(Vec::new()));
         b.into_inner().unwrap()
     }
+}
+
+/// `len` bytes that do not compress (xorshift).
+pub(super) fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// `len` bytes of words drawn at random: text that gzip compresses about as
+/// well as source code.
+pub(super) fn text(len: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "fn ", "let ", "self", ".len()", " = ", "if ", "else ", "{\n", "}\n", "return ", "u64",
+        "Vec<u8>", "match ", "=> ", "Ok(", "Err(",
+    ];
+    let mut out = Vec::with_capacity(len + 8);
+    for b in noise(len) {
+        if out.len() >= len {
+            break;
+        }
+        out.extend_from_slice(WORDS[usize::from(b % 16)].as_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 pub(super) fn gzip(data: &[u8]) -> Vec<u8> {
