@@ -73,6 +73,10 @@
 //!   passes, against the compressed bytes the decoder has pulled in (up to
 //!   one read-ahead buffer more than it used, which only makes the guard
 //!   more lenient). So a small bomb stops after about `ratio_floor` bytes;
+//! - **sparse entries** (GNU `S` entries, PAX sparse formats 0.0, 0.1 and
+//!   1.0) are written as holes: only their data segments are written, which
+//!   are in the tar stream and so counted, while their holes are not. A
+//!   sparse file of 1 TB with 4 KiB of data costs 4 KiB;
 //! - **entries** and **decompressed bytes** per layer have a ceiling;
 //! - **free disk space**: the layer store's file system must keep
 //!   `max(min_free_bytes, min_free_percent %)` available (to non-root, so
@@ -92,6 +96,7 @@ mod lowers;
 mod path;
 mod safe;
 mod space;
+mod sparse;
 mod store;
 mod stream;
 mod unpack;

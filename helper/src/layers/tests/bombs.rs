@@ -1,11 +1,198 @@
-//! Decompression bombs (issue 11): the expansion-ratio guard, the
-//! entry-count default and the free-space reserve, through the store.
+//! Decompression bombs (issue 11): the expansion-ratio guard, sparse
+//! entries written as holes, the entry-count default and the free-space
+//! reserve, through `unpack` and the store.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
 
-use super::{gzip, names, need_root, Tar, NO_CANCEL};
+use super::{gzip, names, need_root, Sandbox, Tar, NO_CANCEL};
 use crate::content::Digest;
-use crate::layers::{Error, LayerStore, Limits};
+use crate::layers::{unpack, Error, LayerStore, Limits};
+
+const TIB: u64 = 1 << 40;
+
+/// Bytes of disk `path` takes.
+fn allocated(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+fn read_at(file: &File, offset: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, offset).unwrap();
+    buf
+}
+
+/// `file` is `size` bytes long, holds `segments` and zeros elsewhere (read
+/// at the edges of each segment and in the middle of each hole), and takes
+/// little disk.
+fn assert_sparse(path: &Path, size: u64, segments: &[(u64, Vec<u8>)]) {
+    let file = File::open(path).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), size, "{}", path.display());
+    let data: u64 = segments.iter().map(|(_, d)| d.len() as u64).sum();
+    // Each segment may take whole blocks (and an extent or two).
+    let budget = data + 64 * 1024 * (segments.len() as u64 + 1);
+    assert!(
+        allocated(path) <= budget,
+        "{} takes {} bytes of disk for {data} bytes of data: holes were written",
+        path.display(),
+        allocated(path)
+    );
+    let mut end = 0;
+    for (offset, d) in segments {
+        assert_eq!(&read_at(&file, *offset, d.len()), d, "segment at {offset}");
+        if *offset > end {
+            let middle = end + (offset - end) / 2;
+            assert_eq!(read_at(&file, middle, 1), [0], "hole at {middle}");
+        }
+        end = offset + d.len() as u64;
+    }
+    if size > end {
+        assert_eq!(read_at(&file, size - 1, 1), [0], "the last byte");
+    }
+}
+
+/// Segments of a 1 TiB file: a page at the start, one at 1 GiB, and an odd
+/// tail just before the end.
+fn tib_segments() -> Vec<(u64, Vec<u8>)> {
+    vec![
+        (0, vec![b'a'; 4096]),
+        (1 << 30, vec![b'b'; 4096]),
+        (TIB - 1000, vec![b'c'; 1000]),
+    ]
+}
+
+/// Many segments, to need GNU extension headers (over 4) and several of
+/// them (over 4 + 21).
+fn many_segments() -> Vec<(u64, Vec<u8>)> {
+    (0..30u64)
+        .map(|i| (i << 20, vec![i as u8 + 1; 512]))
+        .collect()
+}
+
+fn borrowed(segments: &[(u64, Vec<u8>)]) -> Vec<(u64, &[u8])> {
+    segments.iter().map(|(o, d)| (*o, &d[..])).collect()
+}
+
+#[test]
+fn sparse_entries_are_written_as_holes() {
+    let tib = tib_segments();
+    let many = many_segments();
+    let blob = Tar::new()
+        .dir("d/")
+        .gnu_sparse("d/gnu", TIB, &borrowed(&tib))
+        .gnu_sparse("d/gnu-extended", 64 << 20, &borrowed(&many))
+        .pax_sparse("d/pax-1.0", TIB, &borrowed(&tib))
+        .pax_sparse_0x("d/pax-0.1", 64 << 20, &borrowed(&many), true)
+        .pax_sparse_0x("d/pax-0.0", TIB, &borrowed(&tib), false)
+        .file("d/after", b"still in step")
+        .bytes();
+    let sb = Sandbox::new();
+    let report = unpack(
+        &gzip(&blob)[..],
+        &sb.dest,
+        &[],
+        &Limits::default(),
+        &NO_CANCEL,
+    )
+    .unwrap();
+    let d = sb.dest.join("d");
+    assert_sparse(&d.join("gnu"), TIB, &tib);
+    assert_sparse(&d.join("gnu-extended"), 64 << 20, &many);
+    assert_sparse(&d.join("pax-1.0"), TIB, &tib);
+    assert_sparse(&d.join("pax-0.1"), 64 << 20, &many);
+    assert_sparse(&d.join("pax-0.0"), TIB, &tib);
+    assert_eq!(std::fs::read(d.join("after")).unwrap(), b"still in step");
+    // No placeholder names: the real ones came from the records.
+    assert_eq!(
+        names(&d),
+        [
+            "after",
+            "gnu",
+            "gnu-extended",
+            "pax-0.0",
+            "pax-0.1",
+            "pax-1.0"
+        ]
+    );
+    let md = std::fs::metadata(d.join("gnu")).unwrap();
+    assert_eq!(
+        (md.mode() & 0o7777, md.mtime()),
+        (0o640, super::MTIME as i64)
+    );
+    // The report counts data, not holes.
+    let tib_data: u64 = tib.iter().map(|(_, d)| d.len() as u64).sum();
+    let many_data: u64 = many.iter().map(|(_, d)| d.len() as u64).sum();
+    assert_eq!(report.size, 3 * tib_data + 2 * many_data + 13);
+    assert_eq!(report.diff_id, Digest::of(&blob));
+    sb.assert_untouched(&[]);
+}
+
+#[test]
+fn a_sparse_file_replaces_an_earlier_entry_and_never_follows_a_symlink() {
+    let sb = Sandbox::new();
+    let blob = Tar::new()
+        .symlink("s", "../sentinel/keep")
+        .gnu_sparse("s", 8192, &[(4096, &[7u8; 512][..])])
+        .file("p", b"old")
+        .pax_sparse("p", 8192, &[(0, &[8u8; 100][..])])
+        .bytes();
+    unpack(&blob[..], &sb.dest, &[], &Limits::default(), &NO_CANCEL).unwrap();
+    assert_sparse(&sb.dest.join("s"), 8192, &[(4096, vec![7; 512])]);
+    assert_sparse(&sb.dest.join("p"), 8192, &[(0, vec![8; 100])]);
+    sb.assert_untouched(&[]);
+}
+
+#[test]
+fn bad_sparse_maps_are_refused() {
+    let overlap = Tar::new()
+        .pax_sparse("x", 4096, &[(0, &[1u8; 512][..]), (100, &[2u8; 10][..])])
+        .bytes();
+    let past_end = Tar::new()
+        .pax_sparse_0x("x", 100, &[(0, &[1u8; 200][..])], true)
+        .bytes();
+    let records_on_a_dir = {
+        let mut t = Tar::new();
+        t.pax(&[("GNU.sparse.map", b"0,1"), ("GNU.sparse.size", b"1")]);
+        t.dir("x/").bytes()
+    };
+    let escape = Tar::new()
+        .pax_sparse("../../x", 4096, &[(0, &[1u8; 10][..])])
+        .bytes();
+    for (name, blob) in [
+        ("overlap", overlap),
+        ("past the end", past_end),
+        ("records on a directory", records_on_a_dir),
+    ] {
+        let sb = Sandbox::new();
+        let err = unpack(&blob[..], &sb.dest, &[], &Limits::default(), &NO_CANCEL).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{name}: {err:?}");
+        assert!(err.to_string().contains("entry `x`"), "{name}: {err}");
+        sb.assert_untouched(&[]);
+    }
+    // The real name is checked like any other.
+    let sb = Sandbox::new();
+    let err = unpack(&escape[..], &sb.dest, &[], &Limits::default(), &NO_CANCEL).unwrap_err();
+    assert!(matches!(err, Error::Unsafe { .. }), "{err:?}");
+    sb.assert_untouched(&[]);
+}
+
+#[test]
+fn an_export_keeps_the_holes() {
+    let tib = tib_segments();
+    let tar = Tar::new().pax_sparse("big", TIB, &borrowed(&tib)).bytes();
+    let (tmp, store) = store();
+    let diff = Digest::of(&tar);
+    store_unpack(&store, &diff, &gzip(&tar), &Limits::default()).unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let dest = std::fs::File::open(&out).unwrap();
+    let top = Digest::chain(None, &diff);
+    store
+        .export(&top, std::os::fd::AsFd::as_fd(&dest), None, &NO_CANCEL)
+        .unwrap();
+    assert_sparse(&out.join("big"), TIB, &tib);
+}
 
 fn store() -> (tempfile::TempDir, LayerStore) {
     let tmp = tempfile::tempdir().unwrap();
