@@ -10,7 +10,7 @@
 //! max_layer_ratio = 100              # decompressed : compressed bytes of a layer,
 //! layer_ratio_floor = 268435456      #   enforced past this many bytes; 0 = off
 //! min_free_disk = 1073741824         # pulls keep this much of the disk free,
-//! min_free_disk_percent = 2          #   or this share of it if more; 0 and 0 = off
+//! min_free_disk_percent = 0          #   or this share of it if more; 0 and 0 = off
 //! max_parallel_downloads = 3
 //!
 //! [access]

@@ -153,9 +153,14 @@ impl Default for Limits {
     /// - `max_bytes` 16 GiB stays the ceiling for one layer (machine
     ///   learning images ship layers of several GiB); the free-space check
     ///   keeps even that from filling the disk.
-    /// - keep `max(1 GiB, 2 %)` of the file system free, on top of what
-    ///   the file system reserves for root (berthd is root and could use
-    ///   that reserve too): a desktop stays usable when a pull is refused.
+    /// - keep 1 GiB of the file system free, on top of what the file
+    ///   system reserves for root (5 % on ext4; berthd is root and could
+    ///   use that reserve too, so it is not counted as free): a desktop stays
+    ///   usable when a pull is refused, also on file systems without a root
+    ///   reserve. No share of the disk by default: on a 1 TB disk 2 % would
+    ///   refuse a 200 MB pull with 15 GB free, and on shared machines whose
+    ///   available space is a quota far below the disk's size (build and
+    ///   test machines) it would refuse every pull.
     fn default() -> Self {
         Limits {
             max_bytes: 16 << 30,
@@ -163,7 +168,7 @@ impl Default for Limits {
             max_ratio: 100,
             ratio_floor: 256 << 20,
             min_free_bytes: 1 << 30,
-            min_free_percent: 2,
+            min_free_percent: 0,
         }
     }
 }

@@ -160,7 +160,11 @@ mod tests {
 
     #[test]
     fn keeps_the_larger_of_bytes_and_percent() {
-        let limits = Limits::default();
+        let limits = Limits {
+            min_free_bytes: 1 << 30,
+            min_free_percent: 2,
+            ..Limits::default()
+        };
         // 100 GiB, 10 GiB available: 2 % (2 GiB) is more than 1 GiB.
         let free = Free::from_blocks(4096, 25 << 20, 10 << 18, &limits);
         assert_eq!(free.available, 10 << 30);
