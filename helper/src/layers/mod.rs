@@ -84,7 +84,7 @@
 //!   again while it unpacks, each time after an eighth of the space that
 //!   was left above the reserve has streamed by (at least every 1 MiB, at
 //!   most every 64 MiB): one `fstatvfs` per many MiB, and the check gets
-//!   closer as the disk fills.
+//!   closer as the disk fills. Pulls also check before downloading.
 //!
 //! A layer refused by any of these goes the way of every failed unpack: its
 //! `tmp/` directory is deleted, so nothing of it stays. All checks run on

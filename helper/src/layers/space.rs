@@ -154,6 +154,28 @@ pub(crate) enum Shortage {
     Failed(Error),
 }
 
+/// Refuse, before it starts, work that will write `need` bytes on the file
+/// system of `path` and so go below the free space [`Limits`] keep (pulls
+/// call this with the size of the blobs they are about to download).
+/// `doing` says what needs the space, for the message: "to download …".
+pub(crate) fn check_free_space(
+    path: &Path,
+    limits: &Limits,
+    need: u64,
+    doing: impl FnOnce() -> String,
+) -> Result<()> {
+    if !enabled(limits) {
+        return Ok(());
+    }
+    let dir = super::safe::open_trusted_dir(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let free = measure(rustix::fd::AsFd::as_fd(&dir), limits, path)?;
+    if free.headroom() < need {
+        return Err(free.error(doing(), path));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +209,21 @@ mod tests {
     fn measures_a_real_file_system() {
         let tmp = tempfile::tempdir().unwrap();
         let limits = Limits::default();
+        check_free_space(tmp.path(), &limits, 0, || unreachable!()).unwrap_or_else(|e| {
+            panic!("this test needs the reserve of free space on its temp dir: {e}")
+        });
+        let err = check_free_space(tmp.path(), &limits, u64::MAX, || "to test".into()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::NoSpace { .. }), "{err:?}");
+        for part in [
+            "to test",
+            "free",
+            "berth image prune",
+            "limits.min_free_disk",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing: {msg}");
+        }
+
         let dir = super::super::safe::open_trusted_dir(tmp.path()).unwrap();
         let mut disk = Disk::new(rustix::fd::AsFd::as_fd(&dir), tmp.path(), &limits).unwrap();
         assert_eq!(

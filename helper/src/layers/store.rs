@@ -60,6 +60,18 @@ impl LayerStore {
         Ok(store)
     }
 
+    /// Refuse work that will write `need` bytes into the store (or next to
+    /// it, on the same file system) and so go below the free space `limits`
+    /// keep; `doing` says what, for the message.
+    pub fn check_free_space(
+        &self,
+        limits: &Limits,
+        need: u64,
+        doing: impl FnOnce() -> String,
+    ) -> Result<()> {
+        super::space::check_free_space(&self.root, limits, need, doing)
+    }
+
     /// The unpacked layer: the directory to pass to overlayfs as a lower.
     pub fn path(&self, chain_id: &Digest) -> PathBuf {
         self.layer_dir(chain_id).join(DIFF)

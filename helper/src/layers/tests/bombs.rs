@@ -392,4 +392,12 @@ fn a_full_disk_stops_unpacking_before_the_reserve_and_keeps_nothing() {
         matches!(&err, Error::NoSpace { doing, .. } if doing == "to unpack a layer"),
         "{err:?}"
     );
+    let err = store
+        .check_free_space(&limits, 1, || "to download 1 B".into())
+        .unwrap_err();
+    assert!(err.to_string().contains("to download 1 B"), "{err}");
+    std::fs::remove_file(&filler).unwrap();
+    store
+        .check_free_space(&limits, 1 << 20, || unreachable!())
+        .unwrap();
 }
