@@ -4,9 +4,13 @@
 //! [registries]
 //! insecure = ["registry.lan:5000"]   # plain HTTP allowed (loopback always is)
 //!
-//! [limits]
+//! [limits]                           # decompression bombs: see crate::layers
 //! max_layer_bytes = 17179869184      # decompressed bytes per layer
-//! max_layer_entries = 2000000        # files per layer
+//! max_layer_entries = 300000         # files per layer
+//! max_layer_ratio = 100              # decompressed : compressed bytes of a layer,
+//! layer_ratio_floor = 268435456      #   enforced past this many bytes; 0 = off
+//! min_free_disk = 1073741824         # pulls keep this much of the disk free,
+//! min_free_disk_percent = 0          #   or this share of it if more; 0 and 0 = off
 //! max_parallel_downloads = 3
 //!
 //! [access]
@@ -104,11 +108,17 @@ pub struct Registries {
     pub insecure: Vec<String>,
 }
 
+/// `[limits]`; the layer limits and their defaults are explained at
+/// [`crate::layers::Limits`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_layer_bytes: u64,
     pub max_layer_entries: u64,
+    pub max_layer_ratio: u64,
+    pub layer_ratio_floor: u64,
+    pub min_free_disk: u64,
+    pub min_free_disk_percent: u64,
     pub max_parallel_downloads: usize,
 }
 
@@ -118,6 +128,10 @@ impl Default for Limits {
         Limits {
             max_layer_bytes: l.max_bytes,
             max_layer_entries: l.max_entries,
+            max_layer_ratio: l.max_ratio,
+            layer_ratio_floor: l.ratio_floor,
+            min_free_disk: l.min_free_bytes,
+            min_free_disk_percent: l.min_free_percent,
             max_parallel_downloads: 3,
         }
     }
@@ -128,6 +142,10 @@ impl Limits {
         crate::layers::Limits {
             max_bytes: self.max_layer_bytes,
             max_entries: self.max_layer_entries,
+            max_ratio: self.max_layer_ratio,
+            ratio_floor: self.layer_ratio_floor,
+            min_free_bytes: self.min_free_disk,
+            min_free_percent: self.min_free_disk_percent,
         }
     }
 }
@@ -173,6 +191,9 @@ impl Config {
         if c.limits.max_parallel_downloads == 0 {
             return Err("limits.max_parallel_downloads must be at least 1".into());
         }
+        if c.limits.min_free_disk_percent > 100 {
+            return Err("limits.min_free_disk_percent is a percentage: 0 to 100".into());
+        }
         Ok(c)
     }
 }
@@ -204,6 +225,30 @@ mod tests {
         let c = Config::parse("[userns]\nuser = \"containers\"\n").unwrap();
         assert_eq!(c.userns.user, "containers");
         assert!(Config::parse("[userns]\nuser = \"\"\n").is_err());
+    }
+
+    #[test]
+    fn layer_limits() {
+        let d = Config::parse("").unwrap().limits.layer_limits();
+        assert_eq!(d, crate::layers::Limits::default());
+        let c = Config::parse(
+            "[limits]\nmax_layer_ratio = 0\nlayer_ratio_floor = 5\nmin_free_disk = 7\n\
+             min_free_disk_percent = 9\nmax_layer_entries = 11\n",
+        )
+        .unwrap();
+        let l = c.limits.layer_limits();
+        assert_eq!(
+            (
+                l.max_ratio,
+                l.ratio_floor,
+                l.min_free_bytes,
+                l.min_free_percent,
+                l.max_entries
+            ),
+            (0, 5, 7, 9, 11)
+        );
+        let e = Config::parse("[limits]\nmin_free_disk_percent = 101\n").unwrap_err();
+        assert!(e.contains("min_free_disk_percent"), "{e}");
     }
 
     #[test]

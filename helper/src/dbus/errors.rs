@@ -19,7 +19,10 @@ pub fn to_api(e: E) -> Error {
         E::Content(_) => Error::Corrupt(msg),
         E::Layer(l) => match l {
             L::Unsafe { .. } => Error::UnsafeLayer(msg),
-            L::LimitExceeded { .. } => Error::LimitExceeded(msg),
+            // Decompression bombs and a full disk: limits of the config.
+            L::LimitExceeded { .. } | L::Bomb { .. } | L::NoSpace { .. } => {
+                Error::LimitExceeded(msg)
+            }
             L::Corrupt(_) => Error::Corrupt(msg),
             L::Cancelled => Error::Cancelled("cancelled; nothing was left half-written".into()),
             _ => Error::Internal(msg),

@@ -264,6 +264,20 @@ impl ImageStore {
             }
         }
 
+        // A download that cannot fit is refused before it fills the disk
+        // (issue 11); unpacking checks again as it goes.
+        let need: u64 = wanted.iter().map(|(i, _)| layers[*i].size).sum();
+        if need > 0 {
+            let limits = inner.config.limits.layer_limits();
+            inner.layers.check_free_space(&limits, need, || {
+                format!(
+                    "to download {} of layers for {}",
+                    crate::layers::Size(need),
+                    r.familiar()
+                )
+            })?;
+        }
+
         let progress_ref = progress;
         let downloads = futures_util::stream::iter(wanted.into_iter().map(|(i, tx)| {
             let desc = &layers[i];

@@ -252,8 +252,14 @@ impl<'a> Exporter<'a> {
             rustix::fs::openat(dst, name, flags, Mode::from_raw_mode(0o600))
                 .map_err(|e| self.err(rel, e))?,
         );
-        // std uses copy_file_range here: reflinks where the file system can.
-        io::copy(&mut from, &mut to).map_err(|e| self.err(rel, e))?;
+        // A sparse file (fewer blocks than bytes) keeps its holes: copying
+        // its zeros could fill the caller's disk (issue 11).
+        if safe::allocated(st) < st.st_size as u64 {
+            copy_sparse(&from, &to, st.st_size as u64).map_err(|e| self.err(rel, e))?;
+        } else {
+            // std uses copy_file_range here: reflinks where the file system can.
+            io::copy(&mut from, &mut to).map_err(|e| self.err(rel, e))?;
+        }
         if let Some((u, g)) = self.ids(st) {
             rustix::fs::fchown(&to, Some(u), Some(g)).map_err(|e| self.err(rel, e))?;
         }
@@ -511,4 +517,32 @@ impl<'a> Exporter<'a> {
             e,
         )
     }
+}
+
+/// Copy the data segments of `from` (found with `SEEK_DATA`/`SEEK_HOLE`)
+/// to the same offsets of the new, empty `to`, and give it `from`'s size:
+/// holes stay holes.
+fn copy_sparse(from: &File, to: &File, size: u64) -> io::Result<()> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut pos = 0;
+    while pos < size {
+        let data = match seek(from, SeekFrom::Data(pos)) {
+            Ok(data) => data,
+            // Only holes after `pos`.
+            Err(Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = seek(from, SeekFrom::Hole(data))?;
+        seek(from, SeekFrom::Start(data))?;
+        seek(to, SeekFrom::Start(data))?;
+        let want = hole - data;
+        if io::copy(&mut io::Read::take(from, want), &mut &*to)? != want {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was copied",
+            ));
+        }
+        pos = hole;
+    }
+    to.set_len(size)
 }

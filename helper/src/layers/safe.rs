@@ -118,9 +118,11 @@ pub(crate) fn ids(uid: u32, gid: u32) -> (Option<rustix::fs::Uid>, Option<rustix
 
 /// `/proc/self/fd/<dir>/<name>`: how xattrs of a symlink or device node
 /// are reached without following or opening it (there is no `lsetxattrat`
-/// before Linux 6.13). The magic link only leads to the directory we hold,
-/// and the `l*xattr` calls do not follow the final name.
-fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
+/// before Linux 6.13), and how the `tar` crate is given a sparse file to
+/// create. The magic link only leads to the directory we hold; the
+/// `l*xattr` calls do not follow the final name, and `O_CREAT|O_EXCL`
+/// refuses an existing one, symlinks included.
+pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
     let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     p.push(OsStr::from_bytes(name));
     p
@@ -202,8 +204,9 @@ pub(crate) fn remove_children(dir: OwnedFd) -> io::Result<u64> {
     Ok(freed)
 }
 
+/// Bytes of disk a file takes (`st_blocks` are 512 bytes).
 #[allow(clippy::unnecessary_cast)] // field types differ between architectures
-fn allocated(st: &Stat) -> u64 {
+pub(crate) fn allocated(st: &Stat) -> u64 {
     (st.st_blocks as u64).saturating_mul(512)
 }
 

@@ -60,6 +60,18 @@ impl LayerStore {
         Ok(store)
     }
 
+    /// Refuse work that will write `need` bytes into the store (or next to
+    /// it, on the same file system) and so go below the free space `limits`
+    /// keep; `doing` says what, for the message.
+    pub fn check_free_space(
+        &self,
+        limits: &Limits,
+        need: u64,
+        doing: impl FnOnce() -> String,
+    ) -> Result<()> {
+        super::space::check_free_space(&self.root, limits, need, doing)
+    }
+
     /// The unpacked layer: the directory to pass to overlayfs as a lower.
     pub fn path(&self, chain_id: &Digest) -> PathBuf {
         self.layer_dir(chain_id).join(DIFF)
@@ -162,7 +174,21 @@ impl LayerStore {
     ) -> Result<LayerMeta> {
         let diff = tmp.join(DIFF);
         std::fs::create_dir(&diff).map_err(|e| self.err("creating", &diff, e))?;
-        let report = unpack(src, &diff, lowers, limits, cancel)?;
+        let report = unpack(src, &diff, lowers, limits, cancel).map_err(|e| match e {
+            // Name the store in the message, not its work directory.
+            Error::NoSpace {
+                doing,
+                available,
+                keep,
+                ..
+            } => Error::NoSpace {
+                doing,
+                path: self.root.clone(),
+                available,
+                keep,
+            },
+            e => e,
+        })?;
         if &report.diff_id != expected_diff_id {
             return Err(Error::Corrupt(format!(
                 "layer {chain_id} should have diff id {expected_diff_id} but its content \

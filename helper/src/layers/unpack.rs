@@ -7,11 +7,15 @@
 //! modes and mtimes are set last, children first: writing into a directory
 //! changes its mtime, and a `0555` directory must stay writable while its
 //! content arrives.
+//!
+//! Sparse entries are written as holes: only their data segments reach the
+//! disk (see [`super::sparse`] for the PAX forms; the old GNU `S` form is
+//! laid out by the `tar` crate, which seeks over holes).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +26,8 @@ use tar::EntryType;
 
 use super::lowers::{Found, Visible};
 use super::path::{self, Refusal};
+use super::space::Disk;
+use super::sparse::{self, Map};
 use super::stream;
 use super::whiteout::{self, Name};
 use super::{safe, Error, LimitKind, Limits, Result};
@@ -62,10 +68,18 @@ pub fn unpack(
 ) -> Result<UnpackReport> {
     let root = safe::open_trusted_dir(dest)
         .map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
+    let fs = root
+        .try_clone()
+        .map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
+    let disk = Disk::new(fs.as_fd(), dest, limits);
     let lowers = Visible::roots(lowers)?;
     let mut unpacker = Unpacker::new(root, lowers, dest);
-    let ((), diff_id, tar_bytes) = stream::pipeline(src, limits, cancel, |chunks| {
-        unpacker.entries(&mut tar::Archive::new(chunks), limits, cancel)
+    let ((), diff_id, tar_bytes) = stream::pipeline(src, limits, disk, cancel, |chunks| {
+        let mut archive = tar::Archive::new(chunks);
+        // Only sparse `S` entries are laid out by the crate, into names we
+        // made sure are free; it must never delete anything by path.
+        archive.set_overwrite(false);
+        unpacker.entries(&mut archive, limits, cancel)
     })?;
     unpacker.finish_dirs()?;
     if unpacker.xattrs_skipped > 0 {
@@ -146,6 +160,8 @@ struct Unpacker<'d> {
     path: Vec<u8>,
     link: Vec<u8>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The entry's `GNU.sparse.*` PAX records.
+    sparse: sparse::Records,
     count: u64,
     size: u64,
     xattrs_skipped: u64,
@@ -165,6 +181,7 @@ impl<'d> Unpacker<'d> {
             path: Vec::new(),
             link: Vec::new(),
             xattrs: Vec::new(),
+            sparse: sparse::Records::default(),
             count: 0,
             size: 0,
             xattrs_skipped: 0,
@@ -209,8 +226,24 @@ impl<'d> Unpacker<'d> {
             kind = EntryType::Directory;
         }
         let pax_mtime = self.read_pax(entry)?;
-        path::normalize(&entry.path_bytes(), p).map_err(|r| refusal(&entry.path_bytes(), r))?;
+        // A PAX sparse file's header names a placeholder
+        // (`GNUSparseFile.0/x`); its real name is a record.
+        let raw_path = match self.sparse.name.take() {
+            Some(name) => std::borrow::Cow::Owned(name),
+            None => entry.path_bytes(),
+        };
+        path::normalize(&raw_path, p).map_err(|r| refusal(&raw_path, r))?;
         let meta = header_meta(entry.header(), pax_mtime, p)?;
+        let pax_sparse = self
+            .sparse
+            .sparse()
+            .map_err(|why| Error::Corrupt(format!("entry `{}`: {why}", path::display(p))))?;
+        if pax_sparse.is_some() && !matches!(kind, EntryType::Regular | EntryType::Continuous) {
+            return Err(Error::Corrupt(format!(
+                "entry `{}` has sparse file records but is not a regular file",
+                path::display(p)
+            )));
+        }
 
         if p.is_empty() {
             return self.root_entry(kind, meta, p);
@@ -231,9 +264,11 @@ impl<'d> Unpacker<'d> {
 
         match kind {
             EntryType::Directory => self.directory(&dir, name, p, meta),
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.file(entry, &dir, name, p, meta)
-            }
+            EntryType::Regular | EntryType::Continuous => match pax_sparse {
+                Some(sparse) => self.pax_sparse_file(entry, &dir, name, p, meta, sparse),
+                None => self.file(entry, &dir, name, p, meta),
+            },
+            EntryType::GNUSparse => self.gnu_sparse_file(entry, &dir, name, p, meta),
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default();
                 if target.is_empty() || target.contains(&0) {
@@ -284,13 +319,23 @@ impl<'d> Unpacker<'d> {
     /// PAX mtime, if any.
     fn read_pax<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<Option<Timespec>> {
         self.xattrs.clear();
+        self.sparse = sparse::Records::default();
         let mut mtime = None;
+        let mut bad_sparse = None;
         let Some(exts) = entry.pax_extensions().map_err(stream::data_error)? else {
             return Ok(None);
         };
         for ext in exts {
             let ext = ext.map_err(|e| Error::Corrupt(format!("bad PAX record: {e}")))?;
             let key = ext.key_bytes();
+            match self.sparse.take(key, ext.value_bytes()) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(why) => {
+                    bad_sparse = Some(why);
+                    break;
+                }
+            }
             if key == b"mtime" {
                 mtime = ext.value().ok().and_then(parse_pax_time);
             } else if let Some(name) = key.strip_prefix(XATTR_PREFIX) {
@@ -306,6 +351,12 @@ impl<'d> Unpacker<'d> {
                         .push((name.to_vec(), ext.value_bytes().to_vec()));
                 }
             }
+        }
+        if let Some(why) = bad_sparse {
+            return Err(Error::Corrupt(format!(
+                "entry `{}`: {why}",
+                path::display(&entry.path_bytes())
+            )));
         }
         Ok(mtime)
     }
@@ -389,16 +440,128 @@ impl<'d> Unpacker<'d> {
         p: &[u8],
         meta: Meta,
     ) -> Result<()> {
+        let mut file = self.new_file(dir, name, p)?;
+        let expected = entry.size();
+        let written = self.copy(entry, &mut file, expected, p)?;
+        if written != expected {
+            return Err(self.truncated(p));
+        }
+        self.size += written;
+        self.finish_file(&file, p, &meta)
+    }
+
+    /// A PAX sparse file (formats 0.0, 0.1, 1.0): each data segment written
+    /// at its offset, the rest left a hole.
+    fn pax_sparse_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dir: &OwnedFd,
+        name: &[u8],
+        p: &[u8],
+        meta: Meta,
+        plan: sparse::Sparse,
+    ) -> Result<()> {
+        let corrupt = |why: String| Error::Corrupt(format!("entry `{}`: {why}", path::display(p)));
+        let mut data = entry.size();
+        let map = match plan.map {
+            Map::Known(map) => map,
+            Map::InData => {
+                let (map, used) = sparse::read_map(entry).map_err(corrupt)?;
+                data = data
+                    .checked_sub(used)
+                    .ok_or_else(|| corrupt("its sparse map is longer than its data".into()))?;
+                map
+            }
+        };
+        sparse::validate(&map, plan.real_size, data).map_err(corrupt)?;
+        let mut file = self.new_file(dir, name, p)?;
+        for segment in &map {
+            file.seek(SeekFrom::Start(segment.offset))
+                .map_err(|e| self.io_err(p, e))?;
+            if self.copy(entry, &mut file, segment.len, p)? != segment.len {
+                return Err(self.truncated(p));
+            }
+        }
+        file.set_len(plan.real_size)
+            .map_err(|e| self.io_err(p, e))?;
+        self.size += data;
+        self.finish_file(&file, p, &meta)
+    }
+
+    /// An old GNU sparse entry (type `S`, map in the header). The `tar`
+    /// crate reads its map, the extension headers included, but reading
+    /// the entry would turn every hole into zeros: its own unpack seeks
+    /// over them instead. It gets the name through `/proc/self/fd` of the
+    /// directory we resolved safely, creates it with `O_EXCL` (so never
+    /// through a symlink) and hands back the open file.
+    fn gnu_sparse_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dir: &OwnedFd,
+        name: &[u8],
+        p: &[u8],
+        meta: Meta,
+    ) -> Result<()> {
+        if entry.path_bytes().ends_with(b"/") {
+            // The crate would make a directory of it.
+            return Err(Error::Corrupt(format!(
+                "sparse entry `{}` is named like a directory",
+                path::display(p)
+            )));
+        }
+        if entry.size() > i64::MAX as u64 {
+            // The crate would seek by a negative offset.
+            return Err(Error::Corrupt(format!(
+                "sparse entry `{}` is larger than a file can be",
+                path::display(p)
+            )));
+        }
+        match safe::lstat(dir, name) {
+            Ok(_) => {
+                self.replace(dir, name, p)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io_err(p, e)),
+        }
+        let data = entry.header().entry_size().map_err(stream::data_error)?;
+        let file = match entry.unpack(safe::proc_path(dir.as_fd(), name)) {
+            Ok(tar::Unpacked::File(file)) => file,
+            Ok(_) => {
+                return Err(Error::Corrupt(format!(
+                    "sparse entry `{}` did not unpack as a file",
+                    path::display(p)
+                )))
+            }
+            Err(e) => return Err(self.io_err(p, e)),
+        };
+        self.size += data;
+        self.finish_file(&file, p, &meta)
+    }
+
+    /// Create `name` in `dir` for writing, replacing what an earlier entry
+    /// made there.
+    fn new_file(&mut self, dir: &OwnedFd, name: &[u8], p: &[u8]) -> Result<File> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = self.create(dir, name, p, || {
             rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
         })?;
-        let mut file = File::from(fd);
-        let expected = entry.size();
+        Ok(File::from(fd))
+    }
+
+    /// Copy up to `len` bytes of the entry into `file`; returns how many
+    /// there were.
+    fn copy<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        file: &mut File,
+        len: u64,
+        p: &[u8],
+    ) -> Result<u64> {
         let mut written = 0u64;
-        loop {
-            let n = match entry.read(&mut self.buf) {
+        while written < len {
+            let want = (len - written).min(self.buf.len() as u64) as usize;
+            let n = match entry.read(&mut self.buf[..want]) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -408,22 +571,27 @@ impl<'d> Unpacker<'d> {
                 .map_err(|e| self.io_err(p, e))?;
             written += n as u64;
         }
-        if written != expected {
-            return Err(Error::Corrupt(format!(
-                "the tar stream ends in the middle of `{}`",
-                path::display(p)
-            )));
-        }
-        self.size += written;
+        Ok(written)
+    }
+
+    fn truncated(&self, p: &[u8]) -> Error {
+        Error::Corrupt(format!(
+            "the tar stream ends in the middle of `{}`",
+            path::display(p)
+        ))
+    }
+
+    /// Owner, mode, xattrs and times of a regular file just written.
+    fn finish_file(&mut self, file: &File, p: &[u8], meta: &Meta) -> Result<()> {
         // Owner first: chown clears set-id bits, which chmod then sets;
         // xattrs after both, as writes and chown drop security.capability.
         if self.own {
             let (u, g) = safe::ids(meta.uid, meta.gid);
-            rustix::fs::fchown(&file, u, g).map_err(|e| self.io_err(p, e))?;
+            rustix::fs::fchown(file, u, g).map_err(|e| self.io_err(p, e))?;
         }
-        rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode)).map_err(|e| self.io_err(p, e))?;
-        self.set_xattrs_fd(&file, p)?;
-        rustix::fs::futimens(&file, &safe::times(meta.mtime)).map_err(|e| self.io_err(p, e))?;
+        rustix::fs::fchmod(file, Mode::from_raw_mode(meta.mode)).map_err(|e| self.io_err(p, e))?;
+        self.set_xattrs_fd(file, p)?;
+        rustix::fs::futimens(file, &safe::times(meta.mtime)).map_err(|e| self.io_err(p, e))?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! Tests that need root (device nodes other than whiteouts, `trusted.*`
 //! xattrs, chown) return early with a note when not run as root.
 
+mod bombs;
 mod export;
 mod store;
 mod unpack;
@@ -130,10 +131,171 @@ impl Tar {
         self
     }
 
+    /// An old GNU sparse entry (type `S`) of `real_size` bytes holding
+    /// `segments` (offset, data), the way GNU tar writes it: four segments
+    /// in the header, the rest in extension headers of 21. Every segment
+    /// but the last must be a multiple of 512 bytes long.
+    pub(super) fn gnu_sparse(
+        &mut self,
+        path: &str,
+        real_size: u64,
+        segments: &[(u64, &[u8])],
+    ) -> &mut Tar {
+        let data: Vec<u8> = segments
+            .iter()
+            .flat_map(|(_, d)| d.iter().copied())
+            .collect();
+        let segments = until_end(segments, real_size);
+        let mut h = Header::new_gnu();
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_entry_type(EntryType::GNUSparse);
+        h.set_mode(0o640);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(MTIME);
+        h.set_size(data.len() as u64);
+        let (head, rest) = segments.split_at(segments.len().min(4));
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.set_real_size(real_size);
+        for (slot, (offset, d)) in gnu.sparse.iter_mut().zip(head) {
+            slot.set_offset(*offset);
+            slot.set_length(d.len() as u64);
+        }
+        gnu.set_is_extended(!rest.is_empty());
+        h.set_cksum();
+        let out = self.b.get_mut();
+        out.extend_from_slice(h.as_bytes());
+        let chunks: Vec<_> = rest.chunks(21).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut ext = tar::GnuExtSparseHeader::new();
+            for (slot, (offset, d)) in ext.sparse.iter_mut().zip(chunk.iter()) {
+                slot.set_offset(*offset);
+                slot.set_length(d.len() as u64);
+            }
+            ext.set_is_extended(i + 1 < chunks.len());
+            out.extend_from_slice(ext.as_bytes());
+        }
+        out.extend_from_slice(&data);
+        out.resize(out.len().next_multiple_of(512), 0);
+        self
+    }
+
+    /// A PAX sparse file in GNU tar's format 1.0: the real name in a
+    /// record, a placeholder in the header, the map opening the data.
+    pub(super) fn pax_sparse(
+        &mut self,
+        path: &str,
+        real_size: u64,
+        segments: &[(u64, &[u8])],
+    ) -> &mut Tar {
+        let segments = until_end(segments, real_size);
+        let size = real_size.to_string();
+        self.pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", path.as_bytes()),
+            ("GNU.sparse.realsize", size.as_bytes()),
+        ]);
+        let mut data = format!("{}\n", segments.len());
+        for (offset, d) in &segments {
+            data.push_str(&format!("{offset}\n{}\n", d.len()));
+        }
+        let mut data = data.into_bytes();
+        data.resize(data.len().next_multiple_of(512), 0);
+        for (_, d) in &segments {
+            data.extend_from_slice(d);
+        }
+        let name = format!("GNUSparseFile.0/{}", path.rsplit('/').next().unwrap());
+        self.raw(EntryType::Regular, &name, "", &data, 0o640, 0, 0)
+    }
+
+    /// A PAX sparse file in GNU tar's format 0.1 (`map` set) or 0.0 (one
+    /// offset and numbytes record per segment); the name in the header.
+    pub(super) fn pax_sparse_0x(
+        &mut self,
+        path: &str,
+        real_size: u64,
+        segments: &[(u64, &[u8])],
+        with_map: bool,
+    ) -> &mut Tar {
+        let segments = until_end(segments, real_size);
+        let numbers: Vec<String> = segments
+            .iter()
+            .flat_map(|(o, d)| [o.to_string(), d.len().to_string()])
+            .collect();
+        let size = real_size.to_string();
+        let count = segments.len().to_string();
+        let mut records: Vec<(&str, &[u8])> = vec![
+            ("GNU.sparse.size", size.as_bytes()),
+            ("GNU.sparse.numblocks", count.as_bytes()),
+        ];
+        let map = numbers.join(",");
+        if with_map {
+            records.insert(0, ("GNU.sparse.major", b"0"));
+            records.insert(1, ("GNU.sparse.minor", b"1"));
+            records.push(("GNU.sparse.map", map.as_bytes()));
+        } else {
+            for pair in numbers.chunks(2) {
+                records.push(("GNU.sparse.offset", pair[0].as_bytes()));
+                records.push(("GNU.sparse.numbytes", pair[1].as_bytes()));
+            }
+        }
+        self.pax(&records);
+        let data: Vec<u8> = segments
+            .iter()
+            .flat_map(|(_, d)| d.iter().copied())
+            .collect();
+        self.raw(EntryType::Regular, path, "", &data, 0o640, 0, 0)
+    }
+
     pub(super) fn bytes(&mut self) -> Vec<u8> {
         let b = std::mem::replace(&mut self.b, tar::Builder::new(Vec::new()));
         b.into_inner().unwrap()
     }
+}
+
+/// A sparse map as GNU tar writes it: ending at the real size, with an
+/// empty segment after a trailing hole.
+fn until_end<'a>(segments: &[(u64, &'a [u8])], real_size: u64) -> Vec<(u64, &'a [u8])> {
+    let mut segments = segments.to_vec();
+    if segments
+        .last()
+        .is_none_or(|(o, d)| o + d.len() as u64 != real_size)
+    {
+        segments.push((real_size, &[]));
+    }
+    segments
+}
+
+/// `len` bytes that do not compress (xorshift).
+pub(super) fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// `len` bytes of words drawn at random: text that gzip compresses about as
+/// well as source code.
+pub(super) fn text(len: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "fn ", "let ", "self", ".len()", " = ", "if ", "else ", "{\n", "}\n", "return ", "u64",
+        "Vec<u8>", "match ", "=> ", "Ok(", "Err(",
+    ];
+    let mut out = Vec::with_capacity(len + 8);
+    for b in noise(len) {
+        if out.len() >= len {
+            break;
+        }
+        out.extend_from_slice(WORDS[usize::from(b % 16)].as_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 pub(super) fn gzip(data: &[u8]) -> Vec<u8> {

@@ -411,6 +411,7 @@ fn enforces_limits() {
     let limits = Limits {
         max_bytes: 2048,
         max_entries: 100,
+        ..Limits::default()
     };
     let err = unpack(&blob[..], &sb.dest, &[], &limits, &NO_CANCEL).unwrap_err();
     assert!(
@@ -430,6 +431,7 @@ fn enforces_limits() {
     let limits = Limits {
         max_bytes: 1 << 20,
         max_entries: 2,
+        ..Limits::default()
     };
     let err = unpack(&gzip(&blob)[..], &sb.dest, &[], &limits, &NO_CANCEL).unwrap_err();
     assert!(
