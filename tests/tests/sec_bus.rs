@@ -259,23 +259,22 @@ fn names_and_paths_from_the_bus_are_checked_before_the_disk() {
     let env = DemoEnv::shared().unwrap();
 
     // AppIcon("../../x") made berthd read app.toml and an icon from any
-    // directory, for anyone. Put a readable app where such a path leads.
+    // directory, for anyone. Put a readable app where such a path leads (an
+    // app's directory is named after its id).
     let decoy = berth_testkit::fsutil::TestDir::new("berth-sec-decoy-").unwrap();
-    let app = decoy.join("x");
+    let app = decoy.join("hello");
     std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(
-        berth_testkit::demo::catalog().join("hello/app.toml"),
-        app.join("app.toml"),
-    )
-    .unwrap();
-    std::fs::copy(
-        berth_testkit::demo::catalog().join("hello/compose.yaml"),
-        app.join("compose.yaml"),
-    )
-    .unwrap();
-    std::fs::copy(
-        berth_testkit::demo::catalog().join("hello/icon.svg"),
-        app.join("icon.svg"),
+    for f in ["app.toml", "compose.yaml", "icon.svg"] {
+        std::fs::copy(
+            berth_testkit::demo::catalog().join("hello").join(f),
+            app.join(f),
+        )
+        .unwrap();
+    }
+    // The variables an installed app's copy keeps beside it.
+    std::fs::write(
+        app.join("vars.json"),
+        r#"{"BERTH_DEMO_REGISTRY":"127.0.0.1:1"}"#,
     )
     .unwrap();
     for p in [decoy.path().to_path_buf(), app.clone()] {
