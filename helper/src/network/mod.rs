@@ -211,8 +211,11 @@
 //!
 //! All operations are blocking (netlink, `nft`, mounts): call them from
 //! `spawn_blocking`. They hold a host-wide lock ([`state::HostLock`],
-//! `/run/lock/berth-network.lock` by default) while they choose and change,
-//! so subnets and ports are never given twice, not even by two berthd.
+//! `/run/berth-network.lock` by default) while they choose and change,
+//! so subnets and ports are never given twice, not even by two berthd. It
+//! lives in `/run` itself, where only root makes files: in the world-writable
+//! `/run/lock` any user could make it first and hold it, stalling every
+//! berthd's network changes.
 
 pub mod audit;
 pub mod ipam;
@@ -314,7 +317,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             pool: Subnet::new(Ipv4Addr::new(10, 89, 0, 0), 16).expect("valid pool"),
             subnet_prefix: 24,
-            lock: PathBuf::from("/run/lock/berth-network.lock"),
+            lock: PathBuf::from("/run/berth-network.lock"),
         }
     }
 }

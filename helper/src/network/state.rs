@@ -162,14 +162,19 @@ pub struct HostLock {
 }
 
 impl HostLock {
+    /// Wait for the lock at `path` (made 0600 if missing; a symlink there
+    /// is refused, not followed).
     pub fn acquire(path: &Path) -> io::Result<HostLock> {
+        use std::os::unix::fs::OpenOptionsExt;
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            crate::fsmode::make_dir(dir, crate::fsmode::DIR)?;
         }
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(crate::fsmode::FILE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
         Ok(HostLock { _file: file })
