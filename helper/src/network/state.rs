@@ -185,6 +185,27 @@ impl HostLock {
 mod tests {
     use super::*;
 
+    /// Where only root makes files, so no user can make the lock first and
+    /// hold it; and a symlink put in its place is not followed.
+    #[test]
+    fn the_host_lock_is_out_of_users_reach() {
+        use std::os::unix::fs::MetadataExt;
+        let lock = super::super::NetworkConfig::default().lock;
+        let dir = lock.parent().unwrap();
+        let m = fs::metadata(dir).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o022), (0, 0), "{}", dir.display());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("target");
+        let link = tmp.path().join("lock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(HostLock::acquire(&link).is_err());
+        assert!(!target.exists(), "the lock followed a symlink");
+        let fresh = tmp.path().join("fresh.lock");
+        drop(HostLock::acquire(&fresh).unwrap());
+        assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o777, 0o600);
+    }
+
     #[test]
     fn records_round_trip_and_list() {
         let dir = tempfile::tempdir().unwrap();
