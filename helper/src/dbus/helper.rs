@@ -40,14 +40,12 @@ impl Helper {
         // Refuse a malformed name now rather than in the job.
         names::image(&reference)?;
         let who = self
-            .auth
-            .authorize_with(
+            .authorize_about(
                 conn,
                 &header,
                 Action::ImagePull,
-                &Details::new()
-                    .with("image", &reference)
-                    .message("Authentication is required to download $(image)"),
+                ("image", &reference),
+                "Authentication is required to download $(image)",
                 flags,
             )
             .await?;
@@ -124,17 +122,15 @@ impl Helper {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
         names::image(&reference)?;
-        self.auth
-            .authorize_with(
-                conn,
-                &header,
-                Action::ImageRemove,
-                &Details::new()
-                    .with("image", &reference)
-                    .message("Authentication is required to remove the image $(image)"),
-                flags,
-            )
-            .await?;
+        self.authorize_about(
+            conn,
+            &header,
+            Action::ImageRemove,
+            ("image", &reference),
+            "Authentication is required to remove the image $(image)",
+            flags,
+        )
+        .await?;
         let (name, report) = self.images.remove(&reference).await.map_err(to_api)?;
         tracing::info!(
             "removed {name}: {} blobs, {} layers, {} bytes",
@@ -172,14 +168,12 @@ impl Helper {
     ) -> Result<OwnedObjectPath, Error> {
         names::image(&reference)?;
         let who = self
-            .auth
-            .authorize_with(
+            .authorize_about(
                 conn,
                 &header,
                 Action::ImageExport,
-                &Details::new()
-                    .with("image", &reference)
-                    .message("Authentication is required to export the files of $(image)"),
+                ("image", &reference),
+                "Authentication is required to export the files of $(image)",
                 flags,
             )
             .await?;
@@ -239,14 +233,12 @@ impl Helper {
     ) -> Result<(), Error> {
         check_host(&host)?;
         let who = self
-            .auth
-            .authorize_with(
+            .authorize_about(
                 conn,
                 &header,
                 Action::RegistryLogin,
-                &Details::new()
-                    .with("host", &host)
-                    .message("Authentication is required to store a login for $(host)"),
+                ("host", &host),
+                "Authentication is required to store a login for $(host)",
                 flags,
             )
             .await?;
@@ -270,14 +262,12 @@ impl Helper {
     ) -> Result<(), Error> {
         check_host(&host)?;
         let who = self
-            .auth
-            .authorize_with(
+            .authorize_about(
                 conn,
                 &header,
                 Action::RegistryLogin,
-                &Details::new()
-                    .with("host", &host)
-                    .message("Authentication is required to remove the login for $(host)"),
+                ("host", &host),
+                "Authentication is required to remove the login for $(host)",
                 flags,
             )
             .await?;
@@ -327,31 +317,26 @@ impl Helper {
     ) -> Result<OwnedObjectPath, Error> {
         names::image(&image)?;
         let opts = super::containers::bus_options(&options)?;
-        let details = Details::new().with("image", &image);
         let who = self
-            .auth
-            .authorize_with(
+            .authorize_about(
                 conn,
                 &header,
                 Action::ImagePull,
-                &details
-                    .clone()
-                    .message("Authentication is required to download $(image)"),
+                ("image", &image),
+                "Authentication is required to download $(image)",
                 flags,
             )
             .await?;
-        self.auth
-            .authorize_with(
-                conn,
-                &header,
-                Action::ContainerManage,
-                &details.message(
-                    "Authentication is required to run a container of $(image); running \
-                     containers equals administrator rights",
-                ),
-                flags,
-            )
-            .await?;
+        self.authorize_about(
+            conn,
+            &header,
+            Action::ContainerManage,
+            ("image", &image),
+            "Authentication is required to run a container of $(image); running containers \
+             equals administrator rights",
+            flags,
+        )
+        .await?;
         super::containers::create(self, conn, &header, who.uid, image, opts).await
     }
 
@@ -549,6 +534,7 @@ impl Helper {
             .map_err(super::containers::container_error)?;
         let who = auth::caller(conn, &header).await?;
         if !who.is_root() && who.uid != c.owner {
+            // The policy's own prompt names the container.
             self.auth
                 .authorize_with(
                     conn,
@@ -823,6 +809,28 @@ impl Helper {
 }
 
 impl Helper {
+    /// Authorize `action` about one thing (`key` = `value` in polkit's
+    /// details), with `message` as the prompt (`$(key)` names it).
+    async fn authorize_about(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+        action: Action,
+        (key, value): (&'static str, &str),
+        message: &'static str,
+        flags: u64,
+    ) -> Result<auth::Caller, Error> {
+        self.auth
+            .authorize_with(
+                conn,
+                header,
+                action,
+                &Details::new().with(key, value).message(message),
+                flags,
+            )
+            .await
+    }
+
     /// Authorize `org.berth.app-manage` with `details` for polkit.
     async fn manage_apps(
         &self,
@@ -874,18 +882,16 @@ impl Helper {
         flags: u64,
     ) -> Result<auth::Caller, Error> {
         names::container(key)?;
-        self.auth
-            .authorize_with(
-                conn,
-                header,
-                Action::ContainerManage,
-                &Details::new().with("container", key).message(
-                    "Authentication is required to manage the container $(container); managing \
-                     containers equals administrator rights",
-                ),
-                flags,
-            )
-            .await
+        self.authorize_about(
+            conn,
+            header,
+            Action::ContainerManage,
+            ("container", key),
+            "Authentication is required to manage the container $(container); managing \
+             containers equals administrator rights",
+            flags,
+        )
+        .await
     }
 
     /// `list` as the caller of `header` may see it: whole for root, the
