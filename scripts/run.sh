@@ -25,14 +25,18 @@ if [ -S /run/dbus/system_bus_socket ]; then
     dbus-send --system --type=method_call --dest=org.freedesktop.DBus / org.freedesktop.DBus.ReloadConfig || true
     bus_address=unix:path=/run/dbus/system_bus_socket
 else
-    bus_address=unix:path=$run/bus/socket
-    if ! [ -S "$run/bus/socket" ] || ! kill -0 "$(cat "$run/bus/pid" 2>/dev/null)" 2>/dev/null; then
-        mkdir -p "$run/bus"
-        rm -f "$run/bus/socket"
-        sed -e "s#@SOCKET@#$run/bus/socket#" -e "s#@POLICY@#$PWD/helper/data/org.berth.Helper1.conf#" \
-            scripts/bus.conf.in > "$run/bus/bus.conf"
-        dbus-daemon --config-file="$run/bus/bus.conf" --fork --print-pid > "$run/bus/pid"
-        chmod 0755 "$run/bus"
+    # Beside the run root, not in it: berthd keeps its run root to root
+    # alone (0700), and every local user must reach the bus, as they reach
+    # /run/dbus.
+    busdir=${run}-bus
+    bus_address=unix:path=$busdir/socket
+    if ! [ -S "$busdir/socket" ] || ! kill -0 "$(cat "$busdir/pid" 2>/dev/null)" 2>/dev/null; then
+        mkdir -p "$busdir"
+        chmod 0755 "$busdir"
+        rm -f "$busdir/socket"
+        sed -e "s#@SOCKET@#$busdir/socket#" -e "s#@POLICY@#$PWD/helper/data/org.berth.Helper1.conf#" \
+            scripts/bus.conf.in > "$busdir/bus.conf"
+        dbus-daemon --config-file="$busdir/bus.conf" --fork --print-pid > "$busdir/pid"
     fi
 fi
 export DBUS_SYSTEM_BUS_ADDRESS=$bus_address

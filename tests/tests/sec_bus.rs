@@ -425,6 +425,10 @@ fn without_polkit_the_group_decides_and_refusals_say_it_equals_root() {
         "the refusal does not say what the group means: {said}"
     );
     assert!(!said.to_lowercase().contains("run as root"), "{said}");
+    assert!(
+        !said.contains("  "),
+        "the message is not one line of words: {said:?}"
+    );
     assert!(env.apps().is_empty());
 }
 

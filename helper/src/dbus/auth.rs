@@ -253,11 +253,16 @@ impl Authorizer {
             return Ok(who);
         }
         let interactive = flags & FLAG_NO_INTERACTION == 0;
-        match self.decide_for(conn, header, who, action, details, interactive).await {
+        match self
+            .decide_for(conn, header, who, action, details, interactive)
+            .await
+        {
             Ok(true) => Ok(who),
             Ok(false) => Err(self.refusal(who, action)),
             Err(e) => Err(Error::AccessDenied(format!(
-                "could not ask polkit whether user {} may {} ({}): {e}; nothing was done                  (while polkit governs this computer, Berth never falls back to group                  membership); try again, or ask an administrator to check polkitd",
+                "could not ask polkit whether user {} may {} ({}): {e}; nothing was done \
+                 (while polkit governs this computer, Berth never falls back to group \
+                 membership); try again, or ask an administrator to check polkitd",
                 user_name(who.uid),
                 action.describe(),
                 action.id()
@@ -310,18 +315,25 @@ impl Authorizer {
     fn refusal(&self, who: Caller, action: Action) -> Error {
         let name = user_name(who.uid);
         let root = if action.equals_root() {
-            " It equals root on this computer (containers with any host directory, the              host's network, commands as root in any container), so grant it only to              administrators."
+            " It equals root on this computer (containers with any host directory, the \
+             host's network, commands as root in any container), so grant it only to \
+             administrators."
         } else {
             ""
         };
         Error::AccessDenied(match &self.authority {
             Authority::Polkit => format!(
-                "user {name} is not allowed to {} ({}): polkit refused.{root} An administrator                  can grant the action with a polkit rule.",
+                "user {name} is not allowed to {} ({}): polkit refused.{root} An administrator \
+                 can grant the action with a polkit rule.",
                 action.describe(),
                 action.id()
             ),
             Authority::Group(group) => format!(
-                "user {name} may not {}: on this computer (no polkit) only root and members of                  group `{group}` may. Membership in `{group}` equals root on this computer                  (it can run containers with any host directory); an administrator who means                  to give you that adds you with `usermod -aG {group} {name}`, and you log in                  again.",
+                "user {name} may not {}: on this computer (no polkit) only root and members of \
+                 group `{group}` may. Membership in `{group}` equals root on this computer \
+                 (it can run containers with any host directory); an administrator who means \
+                 to give you that adds you with `usermod -aG {group} {name}`, and you log in \
+                 again.",
                 action.describe()
             ),
         })

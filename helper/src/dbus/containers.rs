@@ -68,12 +68,14 @@ pub fn bus_options(json: &str) -> Result<RunOptions, Error> {
         .map_err(|e| Error::InvalidArgument(format!("the container options are not valid: {e}")))?;
     if let Some(ns) = &opts.netns {
         return Err(Error::InvalidArgument(format!(
-            "`netns` ({ns}) is set by Berth's app installer only, never over the bus; use              `network: none` or `host`, or install an app to get an app network"
+            "`netns` ({ns}) is set by Berth's app installer only, never over the bus; use \
+             `network: none` or `host`, or install an app to get an app network"
         )));
     }
     if let Some(v) = opts.volumes.iter().find(|v| v.populate) {
         return Err(Error::InvalidArgument(format!(
-            "`populate` (volume {}) is set by Berth's app installer only, never over the bus;              a `-v` directory is mounted as it is",
+            "`populate` (volume {}) is set by Berth's app installer only, never over the bus; \
+             a `-v` directory is mounted as it is",
             v.host
         )));
     }
