@@ -347,7 +347,10 @@ impl Writer {
                     true
                 }
                 "xml:space" | "xml:lang" => true,
-                _ => ATTRIBUTES.contains(&key) && urls_are_local(&value),
+                // Presentation attributes are CSS values too: a backslash
+                // escape (`u\rl(…)`) would hide a remote `url(` from the
+                // check below, as in `style`.
+                _ => ATTRIBUTES.contains(&key) && !value.contains('\\') && urls_are_local(&value),
             };
             if keep {
                 self.out.push(' ');

@@ -168,6 +168,13 @@ fn references_stay_inside_the_icon() {
     assert_eq!(
         body_of(r##"<rect fill="url('#g') " mask="url( &quot;http://x&quot; )"/>"##),
         r##"<rect fill="url('#g') "/>"##
+    ); // A CSS escape hides `url(` from a plain search, in attributes as in
+       // `style`.
+    assert_eq!(
+        body_of(
+            r##"<rect fill="u\rl(https://evil.example/p.svg#a)" filter="ur&#x5c;6c(http://x)" stroke="url(#g)"/>"##
+        ),
+        r##"<rect stroke="url(#g)"/>"##
     );
 }
 
