@@ -41,10 +41,12 @@
 //! in `0.json` for the same host wins (it was stored later). The old file is
 //! removed once `0.json` is written; a crash in between migrates again at
 //! the next start, so nothing is lost.
+//!
+//! A damaged file (one user's, or the older berthd's) is logged and left
+//! where it is for an administrator; berthd starts without those logins,
+//! and a user's next login replaces their own damaged file.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -102,15 +104,8 @@ impl FileCredentials {
             let path = path.to_path_buf();
             move |source| Error::Io { what, path, source }
         };
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(io("creating", &dir)(e))
-            }
-            _ => {}
-        }
-        // Tightens a directory made some other way (by hand, a restore).
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(io("setting the mode of", &dir))?;
+        // Also tightens a directory made some other way (by hand, a restore).
+        crate::fsmode::private_dir(&dir).map_err(io("making", &dir))?;
         let mut users = BTreeMap::new();
         for entry in std::fs::read_dir(&dir).map_err(io("reading", &dir))? {
             let entry = entry.map_err(io("reading", &dir))?;
@@ -120,8 +115,14 @@ impl FileCredentials {
             let Some(uid) = name.to_str().and_then(uid_of_file) else {
                 continue;
             };
-            if let Some(file) = read_file(&entry.path())? {
-                users.insert(uid, file);
+            // A damaged file is its user's alone: berthd starts, that user's
+            // logins are not used, and their next login replaces the file.
+            match read_file(&entry.path()) {
+                Ok(Some(file)) => {
+                    users.insert(uid, file);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{e}"),
             }
         }
         let me = FileCredentials {
@@ -152,8 +153,15 @@ impl FileCredentials {
         let legacy = root.join(LEGACY_FILE);
         // A write the older berthd never finished (its login call failed).
         let _ = std::fs::remove_file(legacy.with_extension("json.tmp"));
-        let Some(old) = read_file(&legacy)? else {
-            return Ok(());
+        let old = match read_file(&legacy) {
+            Ok(Some(old)) => old,
+            Ok(None) => return Ok(()),
+            // Kept for an administrator to mend: nothing is lost, and
+            // berthd still starts for everyone else's logins.
+            Err(e) => {
+                tracing::warn!("{e}");
+                return Ok(());
+            }
         };
         let hosts: Vec<String> = old.auths.keys().cloned().collect();
         self.update(ROOT_UID, |mine| {
@@ -211,26 +219,15 @@ impl FileCredentials {
                 }
                 _ => {}
             }
+            std::fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("syncing", &self.dir))
         } else {
+            // `<uid>.json.tmp` (0600, also when a leftover was looser),
+            // synced, renamed over, the directory synced.
             let bytes = serde_json::to_vec_pretty(file).expect("credentials serialise");
-            let tmp = path.with_extension("json.tmp");
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io("writing", &tmp))?;
-            // `mode` applies only to a new file; a leftover keeps its own.
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .and_then(|_| f.write_all(&bytes))
-                .and_then(|_| f.sync_all())
-                .map_err(io("writing", &tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io("renaming", &tmp))?;
+            crate::fsmode::write_durable(&path, &bytes).map_err(io("writing", &path))
         }
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing", &self.dir))
     }
 }
 
@@ -279,6 +276,7 @@ impl CredentialStore for FileCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     const HOST: &str = "r.example:5000";
     const ALICE: u32 = 1000;
@@ -393,13 +391,24 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_old_file_is_not_lost() {
+    fn a_damaged_file_is_kept_and_stops_no_one() {
         let dir = tempfile::tempdir().unwrap();
         let legacy = dir.path().join("auth.json");
         std::fs::write(&legacy, "{ not json").unwrap();
-        let e = FileCredentials::open(dir.path()).err().unwrap().to_string();
-        assert!(e.contains("auth.json is damaged"), "{e}");
-        assert!(legacy.exists());
+        let c = FileCredentials::open(dir.path()).unwrap();
+        assert!(legacy.exists(), "the older berthd's file was lost");
+        c.login(7, HOST, "u", "p").unwrap();
+        // One user's damaged file: berthd opens, the others' logins load.
+        std::fs::write(dir.path().join("auth/8.json"), "{ not json").unwrap();
+        let c = FileCredentials::open(dir.path()).unwrap();
+        assert_eq!(hosts(&c, 7), [HOST]);
+        assert!(hosts(&c, 8).is_empty());
+        // Its user's next login replaces it.
+        c.login(8, HOST, "v", "q").unwrap();
+        assert_eq!(
+            hosts(&FileCredentials::open(dir.path()).unwrap(), 8),
+            [HOST]
+        );
     }
 
     #[test]

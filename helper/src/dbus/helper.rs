@@ -350,7 +350,8 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.manage_container(conn, &header, &id, flags).await?;
+        // From here on, the container polkit was asked about, by its id.
+        let id = self.manage_container(conn, &header, &id, flags).await?;
         let fds = fds.into_iter().map(OwnedFd::from).collect();
         super::containers::start(&self.containers, &id, fds).await
     }
@@ -364,7 +365,8 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.manage_container(conn, &header, &id, flags).await?;
+        // From here on, the container polkit was asked about, by its id.
+        let id = self.manage_container(conn, &header, &id, flags).await?;
         super::containers::stop(&self.containers, &id, timeout).await
     }
 
@@ -377,7 +379,8 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.manage_container(conn, &header, &id, flags).await?;
+        // From here on, the container polkit was asked about, by its id.
+        let id = self.manage_container(conn, &header, &id, flags).await?;
         super::containers::kill(&self.containers, &id, &signal).await
     }
 
@@ -389,7 +392,8 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), Error> {
-        self.manage_container(conn, &header, &id, flags).await?;
+        // From here on, the container polkit was asked about, by its id.
+        let id = self.manage_container(conn, &header, &id, flags).await?;
         self.containers
             .remove(&id, force)
             .await
@@ -420,7 +424,8 @@ impl Helper {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<i32, Error> {
-        self.manage_container(conn, &header, &id, flags).await?;
+        // From here on, the container polkit was asked about, by its id.
+        let id = self.manage_container(conn, &header, &id, flags).await?;
         let fds: Vec<OwnedFd> = fds.into_iter().map(OwnedFd::from).collect();
         let stdio: [OwnedFd; 3] = fds.try_into().map_err(|_| {
             Error::InvalidArgument("exec takes exactly three fds: stdin, stdout, stderr".into())
@@ -624,11 +629,13 @@ impl Helper {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
         names::app(&app)?;
-        let opts: berth_api::InstallOptions = super::apps::options(&options, "install")?;
+        let mut opts: berth_api::InstallOptions = super::apps::options(&options, "install")?;
         if !opts.catalog.is_empty() {
             names::catalog(&opts.catalog)?;
         }
-        // The prompt names the catalog the app will come from.
+        // The prompt names the catalog the app will come from, and the job
+        // takes it from that one, even if another catalog gains the app
+        // meanwhile.
         let catalog = super::apps::catalog_of(&self.apps, &app, &opts.catalog).await?;
         let who = self
             .manage_apps(
@@ -636,13 +643,14 @@ impl Helper {
                 &header,
                 Details::new()
                     .with("app", &app)
-                    .with("catalog", catalog)
+                    .with("catalog", &catalog)
                     .message(
                         "Authentication is required to install $(app) from the catalog $(catalog)",
                     ),
                 flags,
             )
             .await?;
+        opts.catalog = catalog;
         super::apps::install(self, conn, &header, who.uid, app, opts).await
     }
 
@@ -873,25 +881,32 @@ impl Helper {
     }
 
     /// Authorize `org.berth.container-manage` for container `key` (checked
-    /// first), naming it in the prompt.
+    /// first), naming it in the prompt; the container's id.
     async fn manage_container(
         &self,
         conn: &zbus::Connection,
         header: &Header<'_>,
         key: &str,
         flags: u64,
-    ) -> Result<auth::Caller, Error> {
+    ) -> Result<String, Error> {
         names::container(key)?;
+        // polkit's rules see the container the key resolves to (a key can
+        // be a unique id prefix), and the verb then acts on that one.
+        let c = self
+            .containers
+            .find(key)
+            .map_err(super::containers::container_error)?;
         self.authorize_about(
             conn,
             header,
             Action::ContainerManage,
-            ("container", key),
+            ("container", &c.name),
             "Authentication is required to manage the container $(container); managing \
              containers equals administrator rights",
             flags,
         )
-        .await
+        .await?;
+        Ok(c.id)
     }
 
     /// `list` as the caller of `header` may see it: whole for root, the
