@@ -281,8 +281,18 @@ pub fn restrict_mount(path: &Path, extra: MountFlags) -> io::Result<()> {
 pub fn restrict_mounts_under(dir: &Path, extra: MountFlags) -> io::Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     for point in mount_points(&info) {
-        if point.starts_with(dir) {
-            restrict_mount(&point, extra)?;
+        if !point.starts_with(dir) {
+            continue;
+        }
+        match restrict_mount(&point, extra) {
+            Ok(()) => {}
+            // A mount whose directory is gone (mountinfo says `(deleted)`)
+            // cannot be reached by path, by anyone: nothing to tighten,
+            // and no reason to keep berthd from starting.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::warn!("not tightening the mount at {}: {e}", point.display())
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(())

@@ -221,14 +221,14 @@ impl AppManager {
         Ok(out)
     }
 
-    /// Find `id` in the catalog named `catalog`, or in the first catalog
-    /// that has it.
     /// The name of the catalog app `id` comes from: `catalog`, or the
     /// first that has it (as an install would take it).
     pub fn catalog_of(&self, id: &str, catalog: &str) -> Result<String> {
         self.find_in_catalogs(id, catalog).map(|(name, _, _)| name)
     }
 
+    /// Find `id` in the catalog named `catalog`, or in the first catalog
+    /// that has it.
     pub(super) fn find_in_catalogs(
         &self,
         id: &str,

@@ -128,14 +128,6 @@ impl Details {
         self
     }
 
-    /// The value of `key`, if given.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
     fn to_polkit(&self) -> HashMap<&str, &str> {
         let mut d: HashMap<&str, &str> = self.pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
         if let Some(m) = self.message {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use berth_api::{BUS_NAME, OBJECT_PATH};
 use zbus::fdo::RequestNameFlags;
 
-pub use auth::{in_group, Action, Authority, Authorizer, Details, DEFAULT_GROUP};
+pub use auth::{in_group, Action, Authority, Authorizer, DEFAULT_GROUP};
 pub use job::Jobs;
 
 use crate::credentials::FileCredentials;

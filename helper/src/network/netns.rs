@@ -36,8 +36,14 @@ fn prepare_dir(dir: &Path) -> io::Result<()> {
         // Not a mount point yet.
         Err(Errno::INVAL) => {
             rustix::mount::mount_bind(dir, dir)?;
-            crate::fsmode::restrict_mount(dir, NOEXEC)?;
-            rustix::mount::mount_change(dir, shared).map_err(Into::into)
+            // A bind left unrestricted would pass the check above from
+            // now on: undone, so the next call tries again.
+            let done = crate::fsmode::restrict_mount(dir, NOEXEC)
+                .and_then(|()| rustix::mount::mount_change(dir, shared).map_err(Into::into));
+            if done.is_err() {
+                let _ = rustix::mount::unmount(dir, UnmountFlags::DETACH);
+            }
+            done
         }
         Err(e) => Err(e.into()),
     }
@@ -69,7 +75,11 @@ pub fn create(path: &Path) -> io::Result<()> {
             // descriptor table is unshared.
             unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }?;
             rustix::mount::mount_bind("/proc/thread-self/ns/net", path)?;
-            crate::fsmode::restrict_mount(path, NOEXEC)
+            crate::fsmode::restrict_mount(path, NOEXEC).inspect_err(|_| {
+                // Else the file below cannot be removed (EBUSY) and the
+                // namespace stays bound.
+                let _ = rustix::mount::unmount(path, UnmountFlags::DETACH);
+            })
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked")))

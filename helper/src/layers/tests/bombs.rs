@@ -300,14 +300,6 @@ fn real_layers_pass_the_ratio_guard() {
     store_unpack(&store, &Digest::of(&tar), &blob, &limits).unwrap();
 }
 
-#[test]
-fn the_entry_default_is_well_below_a_million() {
-    // A layer of 300,001 files is refused by the integration tests
-    // (`tests/tests/sec_layers.rs`); unpacking it here would take half a
-    // minute of a debug build.
-    assert_eq!(Limits::default().max_entries, 300_000);
-}
-
 /// A tmpfs of `size` mounted `nosuid,nodev` on a temp dir, unmounted on
 /// drop.
 struct Tmpfs {
