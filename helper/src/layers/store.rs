@@ -350,16 +350,10 @@ impl LayerStore {
     }
 }
 
+/// `dir` 0700, made if missing and tightened if an older berthd left it
+/// looser.
 fn make_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => Ok(()),
-        Err(e) => Err(Error::io(format!("creating {}", dir.display()), e)),
-    }
+    crate::fsmode::private_dir(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
 }
 
 fn read_meta(path: &Path, chain_id: &Digest) -> Result<LayerMeta> {
